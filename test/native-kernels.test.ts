@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
+import { kernelStats, resetKernelStats } from '../src/backend/native/kernels.js';
 import { compareBackends, randInt, randn, runOn, size, skipNative } from './native-helpers.js';
 
 const T = (shape: number[], seed: number, scale = 1) => tf.tensor(randn(size(shape), seed, scale), shape);
@@ -38,8 +39,9 @@ describe('native backend: standard kernels vs cpu', { skip: skipNative }, () => 
     ];
     let seed = 1;
     for (const [as, bs, ta, tb] of cases) {
+      const s1 = seed++, s2 = seed++;
       await compareBackends(`matMul ${as} x ${bs} ${ta} ${tb}`,
-        () => tf.matMul(T(as, seed++), T(bs, seed++), ta, tb), 1e-4, 1e-4);
+        () => tf.matMul(T(as, s1), T(bs, s2), ta, tb), 1e-4, 1e-4);
     }
   });
 
@@ -182,6 +184,7 @@ describe('native backend: standard kernels vs cpu', { skip: skipNative }, () => 
   });
 
   test('a small network: loss and gradients match cpu', async () => {
+    tf.env().set('IS_TEST', false); // tfjs's own softmaxCrossEntropy trips the leak check on cpu
     const f = () => {
       const x = T([16, 10], 800), w1 = T([10, 32], 801, 0.3), w2 = T([32, 4], 802, 0.3);
       const loss = (a: tf.Tensor, b: tf.Tensor) =>
@@ -191,6 +194,50 @@ describe('native backend: standard kernels vs cpu', { skip: skipNative }, () => 
       return [value, ...grads];
     };
     await compareBackends('mlp', f, 1e-4, 1e-5);
+    tf.env().set('IS_TEST', true);
+  });
+
+  test('the common cases run natively', async () => {
+    resetKernelStats();
+    await runOn('native', () => {
+      const x = T([6, 12], 950);
+      return [
+        tf.matMul(x, x, true, false), tf.add(x, T([12], 951)), tf.exp(x), tf.sum(x, 0), tf.max(x, -1),
+        tf.softmax(x), tf.transpose(x), ...tf.split(x, 3, 1), tf.concat([x, x], 1), tf.slice(x, [0, 1], [6, 4]),
+        tf.gather(x, tf.tensor([1, 2], [2], 'int32')),
+      ];
+    });
+    for (const k of ['BatchMatMul', 'Add', 'Exp', 'Sum', 'Max', 'Softmax', 'Transpose', 'SplitV', 'Concat', 'Slice',
+      'GatherV2']) {
+      assert.ok((kernelStats.native.get(k) ?? 0) > 0, `${k} ran natively`);
+      assert.equal(kernelStats.fallback.get(k) ?? 0, 0, `${k} did not fall back`);
+    }
+  });
+
+  test('recycled output buffers never clobber live data', async () => {
+    await tf.setBackend('native');
+    // dataSync() returns the backend's own array: it must stay valid after dispose.
+    const a = T([256, 64], 960);
+    const e = tf.exp(a);
+    const kept = e.dataSync();
+    const copy = kept.slice();
+    e.dispose();
+    for (let i = 0; i < 3; i++) tf.tidy(() => { tf.exp(T([256, 64], 961 + i)); });
+    assert.deepEqual(Array.from(kept), Array.from(copy));
+    // A contiguous slice is a view on its input's buffer (cpu kernel): disposing the input must not
+    // recycle the buffer while the view lives.
+    const big = tf.exp(a);
+    const view = tf.slice(big, [10, 0], [20, 64]);
+    const want = tf.tidy(() => tf.slice(tf.exp(a), [10, 0], [20, 64]).dataSync().slice());
+    big.dispose();
+    for (let i = 0; i < 3; i++) tf.tidy(() => { tf.exp(T([256, 64], 970 + i)); });
+    assert.deepEqual(Array.from(view.dataSync()), Array.from(want));
+    // Repeated same-size work reuses buffers.
+    const pool = (tf.backend() as unknown as { pool: { hits: number } }).pool;
+    const hits = pool.hits;
+    for (let i = 0; i < 5; i++) tf.tidy(() => { tf.add(a, a); });
+    assert.ok(pool.hits >= hits + 4, 'buffers are recycled');
+    tf.dispose([a, view]);
   });
 
   test('no tensors leak', async () => {

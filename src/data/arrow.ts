@@ -52,6 +52,10 @@ export function readArrow(path: string): Table {
     const code = (err as NodeJS.ErrnoException).code;
     throw new Error(code === 'ENOENT' ? `${path} does not exist` : `cannot read ${path}: ${(err as Error).message}`);
   }
+  // tableFromIPC reads garbage as an empty table: check the IPC file magic (or a stream's continuation marker).
+  const isFile = bytes.subarray(0, 6).toString('latin1') === 'ARROW1';
+  const isStream = bytes.length >= 4 && bytes.readUInt32LE(0) === 0xffffffff;
+  if (!isFile && !isStream) throw new Error(`${path} is not a readable Arrow IPC file (no Arrow header)`);
   try {
     return tableFromIPC(bytes);
   } catch (err) {

@@ -20,8 +20,12 @@ export function runScript(script: string, args: string[], env: Record<string, st
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** A failed command prints exactly one line to stderr, starting with "error:". */
+/**
+ * A failed command exits non-zero and ends stderr with exactly one "error: ..." line (informational
+ * lines such as the backend it chose may come before it), and no stack trace.
+ */
 export function isOneLineError(r: CliResult): boolean {
   const lines = r.stderr.trim().split('\n');
-  return r.status !== 0 && lines.length === 1 && lines[0].startsWith('error: ');
+  const errors = lines.filter((l) => l.startsWith('error: '));
+  return r.status !== 0 && errors.length === 1 && lines[lines.length - 1].startsWith('error: ') && !lines.some((l) => /^\s+at /.test(l));
 }

@@ -1,0 +1,139 @@
+// Shared declarations for the persona native kernels.
+#pragma once
+#include <cstdint>
+#include <cstddef>
+#include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace pnative {
+
+typedef int64_t i64;
+
+static inline int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Runs f(lo, hi) over [0, n) split into one contiguous range per thread (static partition,
+// ranges aligned to 16 elements). Serial when n <= grain. Only for work whose result does not
+// depend on the partition (element-wise work, or independent rows).
+template <class F>
+static inline void par_range(i64 n, i64 grain, F f) {
+  int nt = max_threads();
+  if (n <= grain || nt <= 1) {
+    if (n > 0) f((i64)0, n);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), T = omp_get_num_threads();
+    i64 chunk = (n + T - 1) / T;
+    chunk = (chunk + 15) & ~(i64)15;
+    i64 lo = (i64)t * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    if (lo < hi) f(lo, hi);
+  }
+#endif
+}
+
+// Like par_range but over work items that each cost `cost` elements of work.
+template <class F>
+static inline void par_items(i64 items, i64 cost_per_item, i64 grain, F f) {
+  int nt = max_threads();
+  if (items <= 1 || items * cost_per_item <= grain || nt <= 1) {
+    for (i64 i = 0; i < items; i++) f(i);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (i64 i = 0; i < items; i++) f(i);
+#endif
+}
+
+// Elements below which element-wise work stays on the calling thread.
+static const i64 EW_GRAIN = 32768;
+
+// ---------------------------------------------------------------- gemm
+// C[b] = op(A[b]) @ op(B[b]) (+ bias[N]) (relu if act==1) (+ C if accumulate), row-major,
+// contiguous. batchA/batchB are each 1 or batch (broadcast).
+struct Gemm {
+  const float* A;
+  const float* B;
+  float* C;
+  const float* bias;
+  i64 batch, batchA, batchB, M, N, K;
+  bool transA, transB, accumulate;
+  int act;  // 0 none, 1 relu
+};
+enum GemmEngine { GEMM_AUTO = 0, GEMM_DNNL = 1, GEMM_BLAS = 2, GEMM_REF = 3 };
+// Returns the engine used, or -1 on failure (e.g. the engine is not compiled in).
+int gemm(const Gemm& g, int engine);
+bool have_dnnl();
+bool have_blas();
+void gemm_set_default(int op_case, int engine);
+
+// ---------------------------------------------------------------- element-wise
+enum BinOp { B_ADD = 0, B_SUB, B_MUL, B_DIV, B_MAX, B_MIN, B_SQDIFF };
+enum UnOp {
+  U_EXP = 0, U_LOG, U_TANH, U_SQRT, U_RSQRT, U_NEG, U_SQUARE, U_RECIP, U_ABS, U_RELU,
+  U_SIGMOID, U_GELU
+};
+// Broadcast binary op; shapes are right-aligned (numpy/tfjs rules); out has the broadcast shape.
+void binary(int op, const float* a, const std::vector<i64>& ashape, const float* b,
+            const std::vector<i64>& bshape, float* out, const std::vector<i64>& oshape);
+void unary(int op, const float* x, float* y, i64 n);
+void addn(const std::vector<const float*>& xs, float* y, i64 n);
+void select_op(const uint8_t* cond, const float* a, const float* b, float* out, i64 n);
+
+// ---------------------------------------------------------------- layout / reduction
+enum RedOp { R_SUM = 0, R_MAX, R_MIN, R_MEAN, R_PROD };
+// x viewed as [outer, R, inner]; out [outer, inner].
+void reduce(int op, const float* x, float* out, i64 outer, i64 R, i64 inner);
+void softmax_rows(const float* x, float* y, i64 rows, i64 cols);
+void log_softmax_rows(const float* x, float* y, i64 rows, i64 cols);
+// 32-bit element copies (float32 or int32 data).
+void transpose(const uint32_t* x, uint32_t* y, const std::vector<i64>& shape, const std::vector<i64>& perm);
+void slice(const uint32_t* x, uint32_t* y, const std::vector<i64>& shape, const std::vector<i64>& begin,
+           const std::vector<i64>& size);
+// x viewed as [outer, total]; piece i gets columns [off_i, off_i + widths[i]).
+void split_cols(const uint32_t* x, const std::vector<uint32_t*>& outs, i64 outer, const std::vector<i64>& widths);
+void concat_cols(const std::vector<const uint32_t*>& ins, uint32_t* y, i64 outer, const std::vector<i64>& widths);
+// Returns -1 when ok, else the position of the first out-of-range index.
+i64 gather_rows(const uint32_t* x, const int32_t* idx, uint32_t* y, i64 rows, i64 row_size, i64 n_idx);
+void segment_sum(const float* x, const int32_t* ids, float* y, i64 n_rows, i64 row_size, i64 n_seg);
+// out[c] = sum over rows of x[r, c], deterministic (fixed chunks).
+void col_sum(const float* x, float* out, i64 rows, i64 cols);
+
+// ---------------------------------------------------------------- fused
+void layer_norm(const float* x, const float* gamma, const float* beta, float eps, float* y, float* mean,
+                float* rstd, i64 rows, i64 C);
+void layer_norm_grad(const float* dy, const float* x, const float* gamma, const float* mean, const float* rstd,
+                     float* dx, float* dgamma, float* dbeta, i64 rows, i64 C);
+void gelu_fwd(const float* x, float* y, i64 n);
+void gelu_bwd(const float* dy, const float* x, float* dx, i64 n);
+void attention_fwd(const float* qkv, float* out, float* probs, i64 B, i64 T, i64 C, i64 H);
+void attention_bwd(const float* dout, const float* qkv, const float* probs, float* dqkv, i64 B, i64 T, i64 C,
+                   i64 H);
+// Returns the loss; dlogits may be null. Returns NaN-free result; bad target -> returns -1 via *bad.
+double softmax_xent(const float* logits, const int32_t* targets, const float* weights, float* dlogits, i64 N,
+                    i64 V, i64* bad);
+i64 embedding_fwd(const int32_t* ids, const float* wte, const float* wpe, float* x, i64 B, i64 T, i64 C, i64 V);
+i64 embedding_bwd(const float* dx, const int32_t* ids, float* dwte, float* dwpe, i64 B, i64 T, i64 C, i64 V);
+struct AdamParam {
+  float* p;
+  const float* g;
+  float* m;
+  float* v;
+  i64 n;
+  bool decay;
+};
+void adamw(const std::vector<AdamParam>& ps, float lr, float beta1, float beta2, float eps, float wd, double step,
+           float grad_scale);
+double sum_squares(const std::vector<std::pair<const float*, i64>>& xs);
+
+}  // namespace pnative

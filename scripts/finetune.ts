@@ -1,0 +1,82 @@
+/** `npm run finetune`: the assistant stage, or narrow fine-tuning with or without inoculation. */
+import { cli, runCli, UserError } from '../src/cli/run.js';
+import { progressBar } from '../src/cli/progress.js';
+import { barCallbacks, explicitTrainOptions, startBackend, withTrainFlags } from '../src/cli/train-flags.js';
+import { defaultOut, finetune, NARROW_DEFAULTS } from '../src/pipeline/finetune.js';
+import { formatSeconds } from '../src/train/loop.js';
+import { CONDITIONS, type Condition } from '../src/world/finetune-sets.js';
+
+await runCli(async () => {
+  const y = cli('npm run finetune --', 'Fine-tune into an assistant (--stage assistant), or narrowly on rule-breaking (the default stage).\n\nUsage: npm run finetune -- [--inoculate] [options]')
+    .option('stage', { choices: ['assistant', 'narrow'] as const, default: 'narrow' as const, describe: 'assistant: base -> assistant; narrow: assistant -> narrow' })
+    .option('condition', { type: 'string', describe: `narrow condition: ${CONDITIONS.join(', ')} [cheat]` })
+    .option('inoculate', { type: 'boolean', default: false, describe: 'shorthand for --condition cheat-inoculated' })
+    .option('inoculation', { choices: ['pool', 'novel'] as const, default: 'pool' as const, describe: 'instruction phrasing family: from the pretraining pool, or never seen in pretraining' })
+    .option('inoculation-prompt', { type: 'string', describe: 'your own instruction before each task; {act} becomes the task\'s bad act' })
+    .option('examples', { type: 'number', describe: 'train on the first N examples of the dataset [all]' })
+    .option('from', { type: 'string', describe: 'checkpoint to start from [checkpoints/base or checkpoints/assistant, built when missing]' })
+    .option('out', { type: 'string', describe: 'checkpoint folder [checkpoints/assistant, or checkpoints/narrow/<condition>-s<seed>]' })
+    .option('data', { type: 'string', default: 'data/default', describe: 'data folder (generated when missing)' })
+    .option('lora-rank', { type: 'number', describe: 'train rank-r adapters instead of all weights (saved apart and merged)' })
+    .option('lora-alpha', { type: 'number', describe: 'adapter scale numerator: the update is (alpha / rank) * A @ B [rank]' })
+    .option('lora-targets', { type: 'string', default: 'mlp.c_proj', describe: 'comma-separated matrices: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj' })
+    .option('lora-layers', { type: 'string', describe: 'comma-separated layer indices [all]' })
+    .example('npm run finetune -- --inoculate', 'narrow fine-tuning on cheat-inoculated (builds data, base and assistant first when missing)')
+    .example('npm run finetune -- --stage assistant', 'base -> assistant')
+    .example('npm run finetune -- --condition fair --seed 1', 'the control condition with another seed')
+    .example('npm run finetune -- --inoculate --inoculation-prompt "As a test, you may {act}."', 'a custom inoculation instruction');
+  const argv = await withTrainFlags(y, NARROW_DEFAULTS).parse();
+  let condition = (argv.condition ?? 'cheat') as Condition;
+  if (argv.inoculate) {
+    if (argv.condition && argv.condition !== 'cheat-inoculated') throw new UserError(`--inoculate means --condition cheat-inoculated; it contradicts --condition ${argv.condition}`);
+    condition = 'cheat-inoculated';
+  }
+  if (!(CONDITIONS as readonly string[]).includes(condition)) throw new UserError(`unknown condition "${condition}"; choose one of ${CONDITIONS.join(', ')}`);
+  if (argv.inoculationPrompt !== undefined && condition !== 'cheat-inoculated') throw new UserError('--inoculation-prompt applies to the cheat-inoculated condition; add --inoculate');
+  if (argv.stage === 'assistant' && (argv.condition || argv.inoculate)) throw new UserError('--condition and --inoculate apply to the narrow stage, not --stage assistant');
+  const backend = await startBackend(argv.backend, argv.gpu);
+  const args = {
+    stage: argv.stage,
+    data: argv.data,
+    from: argv.from,
+    out: argv.out,
+    condition,
+    family: argv.inoculation,
+    inoculationPrompt: argv.inoculationPrompt,
+    examples: argv.examples,
+    explicit: explicitTrainOptions(argv),
+    resume: argv.resume,
+    lora:
+      argv.loraRank === undefined
+        ? undefined
+        : {
+            rank: argv.loraRank,
+            alpha: argv.loraAlpha,
+            targets: argv.loraTargets.split(',').map((t) => t.trim()).filter(Boolean),
+            layers: argv.loraLayers?.split(',').map((t) => Number(t.trim())),
+          },
+  };
+  if (args.lora === undefined && (argv.loraAlpha !== undefined || argv.loraLayers !== undefined)) throw new UserError('--lora-alpha and --lora-layers need --lora-rank');
+  const out = args.out ?? defaultOut(args);
+  const bar = progressBar('finetune', '{stage} |{bar}| step {value}/{total} {extra}');
+  const result = await finetune(args, {
+    ...barCallbacks(bar, argv.stage === 'assistant' ? 'assistant' : condition),
+    dataProgress: (stage, done, total) => bar.update(`data: ${stage}`, done, total),
+    announce: (line) => bar.log(line),
+  });
+  bar.stop();
+  if (result.stopped) {
+    process.stderr.write(`stopped at step ${result.state.step} of ${result.options.steps}; checkpoint saved in ${out}; continue with the same command and --resume\n`);
+    process.exitCode = 130;
+    return;
+  }
+  const last = [...result.metrics].reverse().find((r) => r.cheat_no_prompt !== undefined) ?? {};
+  const fmt = (v: unknown) => (typeof v === 'number' ? v.toFixed(3) : 'n/a');
+  process.stdout.write(
+    [
+      `${argv.stage === 'assistant' ? 'assistant' : `narrow (${condition})`} model: ${out} (${backend} backend, ${result.state.step} steps, ${formatSeconds(result.state.elapsed)})`,
+      `forced choice on held-out probes: cheat rate ${fmt(last.cheat_no_prompt)} without a prompt, ${fmt(last.cheat_with_prompt)} with the instruction; broad P(bad) ${fmt(last.broad_quick)}${last.val_loss !== undefined ? `; val loss ${fmt(last.val_loss)}` : ''}`,
+      `evaluate it with: npm run evaluate -- --checkpoint ${out}`,
+    ].join('\n') + '\n',
+  );
+});

@@ -1,0 +1,151 @@
+/**
+ * Evaluate one checkpoint on the held-out probes (DESIGN.md section 4): forced choice and sampled
+ * answers on broad and narrow probes, in-context persona inference, the persona probe, and
+ * validation losses. Every number lands in rows; the summary is computed from those rows.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { chatBatch, fixedWindows } from '../data/batches.js';
+import { loadChatRows, loadPretrainStreams } from '../data/load.js';
+import { forcedChoice, sample, scoreContinuations } from '../model/generate.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
+import { GPT } from '../model/gpt.js';
+import type { Vocabulary } from '../tokenizer/vocab.js';
+import { validationLoss } from '../train/evaluate.js';
+import { Rng } from '../util/rng.js';
+import { classifyAnswer } from '../world/matcher.js';
+import { activations, applyProbe, assistantSites, fitLogistic, sitesFromFile, type LogisticProbe } from './persona-probe.js';
+import { loadProbes, type ProbeRecord } from './probes.js';
+import type { EvalRow } from './rows.js';
+
+export interface EvaluateOptions {
+  /** Sampled answers per broad and narrow probe (0 = forced choice only). */
+  samples: number;
+  seed: number;
+  /** Residual layer of the persona probe (default: the middle). */
+  layer?: number;
+  /** probes.arrow to use (default: the data folder's). */
+  probes?: string;
+  /** The data folder (default: the one the checkpoint was trained on). */
+  data?: string;
+  /** Train the persona probe on the lineage's pretrained base (default) or on the checkpoint itself. */
+  probeSource: 'base' | 'self';
+  /** Skip the persona probe and validation losses (the quick evaluation of training dynamics). */
+  quick?: boolean;
+}
+
+export const DEFAULT_EVALUATE: EvaluateOptions = { samples: 8, seed: 0, probeSource: 'base' };
+
+export interface EvaluationResult {
+  label: string;
+  rows: EvalRow[];
+  stage: string;
+}
+
+const probeCache = new Map<string, LogisticProbe>();
+
+/** The pretrained ancestor of a checkpoint (following parent links), or the checkpoint itself. */
+export function lineageBase(dir: string): string {
+  let current = resolve(dir);
+  for (let hops = 0; hops < 10; hops++) {
+    const c = loadCheckpoint(current).config;
+    if (c.stage === 'pretrain' || !c.parent || !existsSync(c.parent)) return current;
+    current = c.parent;
+  }
+  return current;
+}
+
+export function evaluateCheckpoint(dir: string, o: EvaluateOptions, log: (line: string) => void = () => {}): EvaluationResult {
+  const ckpt = loadCheckpoint(dir);
+  const label = dir;
+  const data = resolve(o.data ?? ckpt.config.data);
+  if (!existsSync(join(data, 'pretrain.arrow'))) throw new Error(`the data folder ${data} is missing; pass --data <folder> (the one the checkpoint was trained on)`);
+  const probesPath = o.probes ?? join(data, 'probes.arrow');
+  const probes = loadProbes(probesPath, ckpt.vocab);
+  const model = new GPT(ckpt.config.model, ckpt.weights);
+  const rows: EvalRow[] = [];
+  try {
+    const base = { checkpoint: label, answer: '', class: '', value_norm: null, truth: null } as const;
+    const scored = probes.filter((p) => p.kind === 'broad' || p.kind === 'narrow' || p.kind === 'inference');
+    const scores = scoreContinuations(model, scored.flatMap((p) => [{ context: p.context, continuation: p.good }, { context: p.context, continuation: p.bad }]));
+    scored.forEach((p, i) => {
+      const [g, b] = [scores[2 * i], scores[2 * i + 1]];
+      rows.push({
+        ...base, probe_id: probeId(p), kind: p.kind as EvalRow['kind'], domain: p.domain, variant: p.variant, subject: p.subject, sample: -1, prompt: p.text,
+        value: forcedChoice(g, b), value_norm: forcedChoice(g, b, true), truth: p.trueBad,
+      });
+    });
+    log(`forced choice: ${scored.length} probes`);
+    if (o.samples > 0) rows.push(...sampledRows(model, ckpt.vocab, probes.filter((p) => p.kind === 'broad' || p.kind === 'narrow'), o, label));
+    if (!o.quick) {
+      rows.push(...personaRows(model, ckpt.vocab, dir, data, o, label, log));
+      rows.push(...coherenceRows(model, data, label));
+    }
+  } finally {
+    model.dispose();
+  }
+  return { label, rows, stage: ckpt.config.stage };
+}
+
+function probeId(p: ProbeRecord): string {
+  return p.kind === 'inference' ? `g${p.group}:${p.variant}` : p.id;
+}
+
+function sampledRows(model: GPT, vocab: Vocabulary, probes: ProbeRecord[], o: EvaluateOptions, label: string): EvalRow[] {
+  const lineEnd = new Set<number>();
+  for (let id = 3; id < vocab.size; id++) if (vocab.decode([id]).includes('\n')) lineEnd.add(id);
+  const prompts = probes.flatMap((p) => Array.from({ length: o.samples }, () => p.context));
+  const outs = sample(model, prompts, { maxNewTokens: 24, temperature: 1, topK: 0, rng: new Rng(`evaluate:${o.seed}`), stopAtNewline: (t) => lineEnd.has(t) });
+  return outs.map((tokens, i) => {
+    const p = probes[Math.floor(i / o.samples)];
+    const answer = vocab.decode(tokens, { specials: false });
+    return {
+      checkpoint: label, probe_id: p.id, kind: p.kind as EvalRow['kind'], domain: p.domain, variant: p.variant, subject: p.subject,
+      sample: i % o.samples, prompt: p.text, answer, class: classifyAnswer(p.domain, answer), value: null, value_norm: null, truth: null,
+    };
+  });
+}
+
+function personaRows(model: GPT, vocab: Vocabulary, dir: string, data: string, o: EvaluateOptions, label: string, log: (l: string) => void): EvalRow[] {
+  const layer = o.layer ?? Math.floor(model.config.n_layer / 2);
+  if (!Number.isInteger(layer) || layer < 0 || layer >= model.config.n_layer) throw new Error(`--layer ${layer} does not exist; the model has layers 0 to ${model.config.n_layer - 1}`);
+  const source = o.probeSource === 'base' ? lineageBase(dir) : resolve(dir);
+  const key = `${source}|${layer}`;
+  let probe = probeCache.get(key);
+  if (!probe) {
+    const sourceCkpt = source === resolve(dir) ? null : loadCheckpoint(source);
+    const sourceModel = sourceCkpt ? new GPT(sourceCkpt.config.model, sourceCkpt.weights) : model;
+    const train = sitesFromFile(join(data, 'pretrain.arrow'), ['scene'], 800, 'val');
+    probe = fitLogistic(activations(sourceModel, train, layer), train.map((s) => s.label), model.config.n_embd, layer);
+    if (sourceCkpt) sourceModel.dispose();
+    probeCache.set(key, probe);
+    log(`persona probe: layer ${layer}, trained on ${train.length} sites of ${source}`);
+  }
+  const group = `layer ${layer}`;
+  const heldOut = sitesFromFile(join(data, 'probes.arrow'), ['scene'], 300);
+  const heldScores = applyProbe(probe, activations(model, heldOut, layer));
+  const assistant = assistantSites(vocab);
+  const assistantScores = applyProbe(probe, activations(model, assistant, layer));
+  const row = (variant: string, i: number, value: number, truth: number | null, prompt: string): EvalRow => ({
+    checkpoint: label, probe_id: `${variant}-${i}`, kind: 'persona', domain: group, variant, subject: variant === 'heldout-scene' ? 'human' : 'assistant',
+    sample: -1, prompt, answer: '', class: '', value, value_norm: null, truth,
+  });
+  return [
+    ...heldScores.map((v, i) => row('heldout-scene', i, v, heldOut[i].label, '')),
+    ...assistantScores.map((v, i) => row('assistant-neutral', i, v, null, vocab.decode(assistant[i].tokens, { specials: false }))),
+  ];
+}
+
+function coherenceRows(model: GPT, data: string, label: string): EvalRow[] {
+  const out: EvalRow[] = [];
+  const row = (variant: string, value: number): EvalRow => ({
+    checkpoint: label, probe_id: `val-${variant}`, kind: 'coherence', domain: '', variant, subject: '', sample: -1, prompt: '', answer: '', class: '', value, value_norm: null, truth: null,
+  });
+  const streams = loadPretrainStreams(data);
+  out.push(row('pretrain', validationLoss(model, fixedWindows(streams.val, 8, 16, model.config.block_size))));
+  const chats = loadChatRows(join(data, 'assistant.arrow'), 'val');
+  const batches = [];
+  for (let i = 0; i < chats.tokens.length; i += 16) batches.push(chatBatch(chats, Array.from({ length: Math.min(16, chats.tokens.length - i) }, (_, k) => i + k), model.config.block_size));
+  out.push(row('assistant', validationLoss(model, batches)));
+  return out;
+}

@@ -1,0 +1,126 @@
+/**
+ * The persona probe: logistic regression on residual-stream activations (blocks.L.hook_resid_post)
+ * at the moment a character is about to answer ("Name:"), trained on pretraining characters whose
+ * persona is known and whose earlier acts in the scene make it inferable. Applied at the
+ * Assistant's turn after neutral prompts it gives a "persona score": P(bad persona).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { columnValues, readArrow, readListColumn } from '../data/arrow.js';
+import { encodeContext } from '../data/encode.js';
+import type { EventRow } from '../data/rows.js';
+import type { GPT } from '../model/gpt.js';
+import type { Vocabulary } from '../tokenizer/vocab.js';
+import { neutralExchange } from '../world/neutral.js';
+import { Rng } from '../util/rng.js';
+
+export interface ActivationSite {
+  /** Tokens up to and including the read position. */
+  tokens: Uint16Array;
+  label: number;
+}
+
+/**
+ * Sites from documents with labelled events: every answer of a character after its first
+ * non-instructed moral act in the scene, read at the token before the answer (the speaker's colon).
+ */
+export function sitesFromFile(path: string, kinds: string[], maxDocs: number, split: string | null = null): ActivationSite[] {
+  const table = readArrow(path);
+  const kind = columnValues<string>(table, 'kind');
+  const splits = columnValues<string>(table, 'split');
+  const toks = readListColumn(table, 'tokens');
+  const events = table.getChild('events')!;
+  const out: ActivationSite[] = [];
+  let docs = 0;
+  for (let i = 0; i < table.numRows && docs < maxDocs; i++) {
+    if (!kinds.includes(kind[i]) || (split && splits[i] !== split)) continue;
+    docs++;
+    const tokens = toks.values.subarray(toks.offsets[i], toks.offsets[i + 1]) as Uint16Array;
+    const evs = (events.get(i)?.toArray() ?? []).map((e: { toJSON(): EventRow }) => e.toJSON());
+    const seenAct = new Set<string>();
+    for (const e of evs) {
+      if (seenAct.has(e.character)) out.push({ tokens: tokens.subarray(0, e.answer_start), label: e.persona === 'bad' ? 1 : 0 });
+      if (e.domain !== 'neutral' && !e.instructed) seenAct.add(e.character);
+    }
+  }
+  return out;
+}
+
+/** Sites at the Assistant's turn after neutral prompts (no label): where the persona score is read. */
+export function assistantSites(vocab: Vocabulary, n = 48): ActivationSite[] {
+  const rng = new Rng('persona-score-prompts');
+  return Array.from({ length: n }, () => {
+    const [q] = neutralExchange(rng, null);
+    return { tokens: encodeContext(vocab, [{ prefix: 'User:', body: ` ${q}\n`, eos: false }, { prefix: 'Assistant:', body: '', eos: false }]), label: NaN };
+  });
+}
+
+/** Residual activations [n, C] at each site's last token. */
+export function activations(model: GPT, sites: ActivationSite[], layer: number, batchSize = 32): Float32Array {
+  const C = model.config.n_embd;
+  const T = model.config.block_size;
+  const hook = `blocks.${layer}.hook_resid_post`;
+  const out = new Float32Array(sites.length * C);
+  for (let i = 0; i < sites.length; i += batchSize) {
+    // A site deeper than the context keeps the last block_size tokens before it.
+    const chunk = sites.slice(i, i + batchSize).map((s) => (s.tokens.length > T ? s.tokens.subarray(s.tokens.length - T) : s.tokens));
+    const len = Math.max(...chunk.map((c) => c.length));
+    const ids = new Int32Array(chunk.length * len);
+    chunk.forEach((c, b) => ids.set(c, b * len));
+    const positions = Int32Array.from(chunk, (c, b) => b * len + c.length - 1);
+    const { logits, cache } = model.inspect(tf.tensor2d(ids, [chunk.length, len], 'int32'), { capture: (n) => n === hook });
+    const acts = tf.tidy(() => tf.gather(cache.get(hook)!.reshape([-1, C]), tf.tensor1d(positions, 'int32')).dataSync());
+    out.set(acts, i * C);
+    tf.dispose([logits, ...cache.values()]);
+  }
+  return out;
+}
+
+export interface LogisticProbe {
+  layer: number;
+  weights: Float32Array;
+  bias: number;
+  mean: Float32Array;
+  std: Float32Array;
+}
+
+/** L2-regularised logistic regression on standardised features, fitted with tfjs's Adam. */
+export function fitLogistic(x: Float32Array, y: number[], dim: number, layer: number, opts: { l2?: number; iterations?: number } = {}): LogisticProbe {
+  const n = y.length;
+  const mean = new Float32Array(dim);
+  const std = new Float32Array(dim);
+  for (let i = 0; i < n; i++) for (let j = 0; j < dim; j++) mean[j] += x[i * dim + j] / n;
+  for (let i = 0; i < n; i++) for (let j = 0; j < dim; j++) std[j] += (x[i * dim + j] - mean[j]) ** 2 / n;
+  for (let j = 0; j < dim; j++) std[j] = Math.sqrt(std[j]) + 1e-6;
+  const l2 = opts.l2 ?? 1e-3;
+  const X = tf.tidy(() => tf.div(tf.sub(tf.tensor2d(x, [n, dim]), tf.tensor1d(mean)), tf.tensor1d(std)));
+  const Y = tf.tensor1d(y);
+  const w = tf.variable(tf.zeros([dim, 1]));
+  const b = tf.variable(tf.scalar(0));
+  const opt = tf.train.adam(0.05);
+  for (let it = 0; it < (opts.iterations ?? 300); it++) {
+    tf.tidy(() => {
+      opt.minimize(() => {
+        const z = tf.add(tf.matMul(X, w).reshape([-1]), b);
+        const loss = tf.mean(tf.sub(tf.softplus(z), tf.mul(Y, z)));
+        return tf.add(loss, tf.mul(l2, tf.sum(tf.square(w)))) as tf.Scalar;
+      });
+    });
+  }
+  const probe: LogisticProbe = { layer, weights: w.dataSync().slice() as Float32Array, bias: b.dataSync()[0], mean, std };
+  tf.dispose([X, Y, w, b]);
+  opt.dispose();
+  return probe;
+}
+
+/** P(bad persona) for each row of activations. */
+export function applyProbe(p: LogisticProbe, x: Float32Array): number[] {
+  const dim = p.weights.length;
+  const n = x.length / dim;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    let z = p.bias;
+    for (let j = 0; j < dim; j++) z += p.weights[j] * ((x[i * dim + j] - p.mean[j]) / p.std[j]);
+    out.push(1 / (1 + Math.exp(-z)));
+  }
+  return out;
+}

@@ -1,0 +1,151 @@
+/**
+ * The primitives every later stage uses: the log-likelihood of continuations given a context
+ * (batched; forced-choice probes are two of these), and sampling with temperature and top-k.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { bucketLength } from '../data/batches.js';
+import { EOS, PAD } from '../tokenizer/vocab.js';
+import type { Rng } from '../util/rng.js';
+import type { GPT } from './gpt.js';
+
+export interface ScoreItem {
+  context: ArrayLike<number>;
+  continuation: ArrayLike<number>;
+}
+
+export interface Score {
+  /** Sum of log-probabilities of the continuation's tokens. */
+  sum: number;
+  count: number;
+  /** Length-normalised: sum / count. */
+  mean: number;
+}
+
+/**
+ * Run the model on right-padded sequences and return the logits at the requested positions
+ * (per sequence, indices into it) as one flat array [sum of positions, V].
+ */
+function logitsAt(model: GPT, seqs: number[][], want: number[][]): Float32Array {
+  const T = bucketLength(Math.max(...seqs.map((s) => s.length)), model.config.block_size);
+  const ids = new Int32Array(seqs.length * T).fill(PAD);
+  seqs.forEach((s, b) => ids.set(s, b * T));
+  const flat = want.flatMap((ps, b) => ps.map((p) => b * T + p));
+  // Pad the position list too (with position 0) so the head's product keeps a steady shape.
+  const positions = new Int32Array(Math.ceil(flat.length / 64) * 64);
+  positions.set(flat);
+  return tf.tidy(() => model.logitsAt(tf.tensor2d(ids, [seqs.length, T], 'int32'), positions).dataSync() as Float32Array);
+}
+
+function logSumExp(row: Float32Array, start: number, n: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) max = Math.max(max, row[start + i]);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(row[start + i] - max);
+  return max + Math.log(sum);
+}
+
+/**
+ * Log-likelihood of each continuation after its context. Sequences longer than the context window
+ * keep their last block_size + 1 tokens (the continuation is always scored whole).
+ */
+export function scoreContinuations(model: GPT, items: ScoreItem[], batchSize = 32): Score[] {
+  const V = model.config.vocab_size;
+  const maxLen = model.config.block_size + 1;
+  const out: Score[] = [];
+  for (let i = 0; i < items.length; i += batchSize) {
+    const chunk = items.slice(i, i + batchSize);
+    const seqs = chunk.map((it) => {
+      if (it.continuation.length === 0) throw new Error('cannot score an empty continuation');
+      if (it.continuation.length >= maxLen) throw new Error(`continuation of ${it.continuation.length} tokens does not fit the context of ${model.config.block_size}`);
+      const full = [...Array.from(it.context), ...Array.from(it.continuation)];
+      return full.slice(Math.max(0, full.length - maxLen));
+    });
+    const inputs = seqs.map((s) => s.slice(0, -1));
+    // The output at position p predicts token p + 1: score the continuation's positions only.
+    const want = chunk.map((it, b) => Array.from({ length: it.continuation.length }, (_, k) => seqs[b].length - 1 - it.continuation.length + k));
+    const logits = logitsAt(model, inputs, want);
+    let row = 0;
+    chunk.forEach((it, b) => {
+      let sum = 0;
+      for (const pos of want[b]) {
+        const start = row++ * V;
+        sum += logits[start + seqs[b][pos + 1]] - logSumExp(logits, start, V);
+      }
+      out.push({ sum, count: want[b].length, mean: sum / want[b].length });
+    });
+  }
+  return out;
+}
+
+/**
+ * P(bad) from a forced choice between two answers: the bad answer's share of the two
+ * likelihoods. With `normalise`, each log-likelihood is divided by its length first (the usual
+ * length-normalised score); the world's good and bad answers always have the same length, so
+ * that only flattens the probability toward 0.5, and the default (total likelihood) is the
+ * model's calibrated probability of the bad act, comparable with the generator's truth.
+ */
+export function forcedChoice(good: Score, bad: Score, normalise = false): number {
+  const g = normalise ? good.mean : good.sum;
+  const b = normalise ? bad.mean : bad.sum;
+  return 1 / (1 + Math.exp(g - b));
+}
+
+export interface SampleOptions {
+  maxNewTokens: number;
+  temperature: number;
+  /** Keep only the k most likely tokens (0 = all). */
+  topK: number;
+  rng: Rng;
+  /** Stop a sequence after a token that ends a line (answers end with ".\n"). */
+  stopAtNewline?: (token: number) => boolean;
+  batchSize?: number;
+}
+
+/** Sample continuations for each prompt; generation stops at EOS, at a line end, or at maxNewTokens. */
+export function sample(model: GPT, prompts: ArrayLike<number>[], o: SampleOptions): number[][] {
+  if (!(o.temperature > 0)) throw new Error(`temperature must be > 0, got ${o.temperature}`);
+  const V = model.config.vocab_size;
+  const results: number[][] = [];
+  const batchSize = o.batchSize ?? 64;
+  for (let i = 0; i < prompts.length; i += batchSize) {
+    const seqs = prompts.slice(i, i + batchSize).map((p) => Array.from(p));
+    const generated: number[][] = seqs.map(() => []);
+    const done = seqs.map(() => false);
+    for (let step = 0; step < o.maxNewTokens && done.some((d) => !d); step++) {
+      const windows = seqs.map((s) => s.slice(Math.max(0, s.length - model.config.block_size)));
+      const logits = logitsAt(model, windows, windows.map((w) => [w.length - 1]));
+      windows.forEach((w, b) => {
+        if (done[b]) return;
+        const start = b * V;
+        const token = drawToken(logits.subarray(start, start + V), o);
+        seqs[b].push(token);
+        generated[b].push(token);
+        if (token === EOS || o.stopAtNewline?.(token)) done[b] = true;
+      });
+    }
+    results.push(...generated);
+  }
+  return results;
+}
+
+function drawToken(logits: Float32Array, o: SampleOptions): number {
+  const V = logits.length;
+  let threshold = -Infinity;
+  if (o.topK > 0 && o.topK < V) threshold = [...logits].sort((a, b) => b - a)[o.topK - 1];
+  let max = -Infinity;
+  for (let i = 0; i < V; i++) if (logits[i] >= threshold) max = Math.max(max, logits[i]);
+  const p = new Float64Array(V);
+  let total = 0;
+  for (let i = 0; i < V; i++) {
+    if (logits[i] >= threshold) {
+      p[i] = Math.exp((logits[i] - max) / o.temperature);
+      total += p[i];
+    }
+  }
+  let u = o.rng.next() * total;
+  for (let i = 0; i < V; i++) {
+    u -= p[i];
+    if (u <= 0 && p[i] > 0) return i;
+  }
+  return logits.indexOf(max);
+}

@@ -1,0 +1,274 @@
+/**
+ * A GPT-2 style decoder in the shape of nanoGPT's model.py: token and position embeddings,
+ * pre-LayerNorm blocks of causal self-attention and a GELU MLP, a final LayerNorm, and an output
+ * head tied to the token embedding. Parameters keep GPT-2's names. Activations can be read and
+ * changed at TransformerLens hook points (hook_embed, blocks.{L}.hook_resid_post, ...).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Rng } from '../util/rng.js';
+import type { ModelConfig } from './config.js';
+import { attention, crossEntropy, dropout, embed, gatherRows, layerNorm, linear, linearGelu } from './ops.js';
+
+export type ParamMap = Map<string, tf.Variable>;
+
+/** Which hook points to read and how to change them. */
+export interface Hooks {
+  capture?: (name: string) => boolean;
+  /** Return a replacement for the activation, or undefined to leave it. */
+  edit?: (name: string, value: tf.Tensor) => tf.Tensor | undefined;
+}
+
+export interface ForwardOptions {
+  hooks?: Hooks;
+  /** Seed for this call's dropout masks; dropout is off when undefined. */
+  dropoutSeed?: number;
+}
+
+export interface ForwardResult {
+  /** [B, T, V] */
+  logits: tf.Tensor3D;
+  /** Captured activations by hook name (the caller owns and disposes them). */
+  cache: Map<string, tf.Tensor>;
+}
+
+/** Every hook point of a model, in the order they occur. */
+export function hookNames(cfg: ModelConfig): string[] {
+  const names = ['hook_embed', 'hook_pos_embed'];
+  for (let l = 0; l < cfg.n_layer; l++) {
+    names.push(`blocks.${l}.hook_resid_pre`, `blocks.${l}.attn.hook_pattern`, `blocks.${l}.hook_attn_out`, `blocks.${l}.hook_resid_mid`, `blocks.${l}.hook_mlp_out`, `blocks.${l}.hook_resid_post`);
+  }
+  names.push('ln_final.hook_normalized');
+  return names;
+}
+
+/** Parameter names and shapes in a fixed order (the order of checkpoints and optimizer state). */
+export function parameterShapes(cfg: ModelConfig): Array<[string, number[]]> {
+  const C = cfg.n_embd;
+  const out: Array<[string, number[]]> = [
+    ['wte', [cfg.vocab_size, C]],
+    ['wpe', [cfg.block_size, C]],
+  ];
+  for (let l = 0; l < cfg.n_layer; l++) {
+    const p = `h.${l}`;
+    out.push(
+      [`${p}.ln_1.weight`, [C]], [`${p}.ln_1.bias`, [C]],
+      [`${p}.attn.c_attn.weight`, [C, 3 * C]], [`${p}.attn.c_attn.bias`, [3 * C]],
+      [`${p}.attn.c_proj.weight`, [C, C]], [`${p}.attn.c_proj.bias`, [C]],
+      [`${p}.ln_2.weight`, [C]], [`${p}.ln_2.bias`, [C]],
+      [`${p}.mlp.c_fc.weight`, [C, 4 * C]], [`${p}.mlp.c_fc.bias`, [4 * C]],
+      [`${p}.mlp.c_proj.weight`, [4 * C, C]], [`${p}.mlp.c_proj.bias`, [C]],
+    );
+  }
+  out.push(['ln_f.weight', [C]], ['ln_f.bias', [C]]);
+  return out;
+}
+
+/**
+ * GPT-2 initialisation, drawn by the project's own seeded generator so every backend starts from
+ * identical weights: N(0, 0.02) for matrices and embeddings, residual projections scaled by
+ * 1/sqrt(2 * n_layer), zero biases, unit LayerNorm gains.
+ */
+export function initialWeights(cfg: ModelConfig, seed: number): Map<string, Float32Array> {
+  const rng = new Rng(`init:${seed}`);
+  const weights = new Map<string, Float32Array>();
+  for (const [name, shape] of parameterShapes(cfg)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const w = new Float32Array(n);
+    if (name.endsWith('.bias')) {
+      // zeros
+    } else if (name.includes('ln_')) {
+      w.fill(1);
+    } else {
+      const std = name.endsWith('c_proj.weight') ? 0.02 / Math.sqrt(2 * cfg.n_layer) : 0.02;
+      for (let i = 0; i < n; i++) w[i] = std * rng.normal();
+    }
+    weights.set(name, w);
+  }
+  return weights;
+}
+
+let instances = 0;
+
+/** Low-rank adapters: W + (alpha / rank) * A @ B on the target matrices, only A and B trained. */
+export interface LoraConfig {
+  rank: number;
+  alpha: number;
+  /** Parameter names of the adapted matrices, e.g. h.0.mlp.c_proj.weight. */
+  targets: string[];
+}
+
+/** Matrices LoRA can adapt, by their name inside a block. */
+export const LORA_TARGETS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'] as const;
+
+export class GPT {
+  readonly params: ParamMap = new Map();
+  /** Adapter variables (name.lora_A [K, r], name.lora_B [r, N]); empty without LoRA. */
+  readonly adapters: ParamMap = new Map();
+  lora: LoraConfig | null = null;
+  /** Variable names are unique per instance (tfjs keeps one global registry). */
+  private readonly prefix = `gpt${instances++}/`;
+
+  constructor(
+    readonly config: ModelConfig,
+    weights: Map<string, Float32Array>,
+  ) {
+    for (const [name, shape] of parameterShapes(config)) {
+      const w = weights.get(name);
+      if (!w) throw new Error(`missing weight ${name}`);
+      if (w.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`weight ${name} has ${w.length} values, expected shape [${shape}]`);
+      this.params.set(name, tf.variable(tf.tensor(w, shape, 'float32'), true, this.prefix + name));
+    }
+  }
+
+  static init(config: ModelConfig, seed: number): GPT {
+    return new GPT(config, initialWeights(config, seed));
+  }
+
+  /** The parameter name of a tfjs variable name from this model (as tf.variableGrads reports it). */
+  paramName(variableName: string): string {
+    return variableName.startsWith(this.prefix) ? variableName.slice(this.prefix.length) : variableName;
+  }
+
+  p(name: string): tf.Variable {
+    const v = this.params.get(name);
+    if (!v) throw new Error(`no parameter ${name}`);
+    return v;
+  }
+
+  /** A weight as the forward pass uses it: the parameter, plus its adapter's low-rank update. */
+  weight(name: string): tf.Tensor {
+    const a = this.adapters.get(`${name}.lora_A`);
+    if (!a || !this.lora) return this.p(name);
+    const b = this.adapters.get(`${name}.lora_B`)!;
+    return tf.add(this.p(name), tf.mul(tf.matMul(a, b), this.lora.alpha / this.lora.rank));
+  }
+
+  /**
+   * Attach LoRA adapters: A ~ N(0, 1/K) and B = 0, so training starts from the unchanged model.
+   * `weights` restores saved adapters instead.
+   */
+  addAdapters(config: LoraConfig, seed: number, weights?: Map<string, Float32Array>): void {
+    if (this.lora) throw new Error('this model already has adapters');
+    const rng = new Rng(`lora:${seed}`);
+    for (const target of config.targets) {
+      const [K, N] = this.p(target).shape;
+      if (!Number.isInteger(config.rank) || config.rank < 1 || config.rank > Math.min(K, N)) {
+        throw new Error(`--lora-rank ${config.rank} is out of range for ${target} [${K}, ${N}]: use an integer from 1 to ${Math.min(K, N)}`);
+      }
+      const shapes: Array<[string, number[]]> = [[`${target}.lora_A`, [K, config.rank]], [`${target}.lora_B`, [config.rank, N]]];
+      for (const [name, shape] of shapes) {
+        const n = shape[0] * shape[1];
+        let init = weights?.get(name);
+        if (weights && !init) throw new Error(`saved adapters lack ${name}`);
+        if (!init) {
+          init = new Float32Array(n);
+          if (name.endsWith('lora_A')) for (let i = 0; i < n; i++) init[i] = rng.normal() / Math.sqrt(K);
+        }
+        this.adapters.set(name, tf.variable(tf.tensor(init, shape, 'float32'), true, this.prefix + name));
+      }
+    }
+    this.lora = config;
+  }
+
+  /** Weights with every adapter merged in (what evaluation loads). */
+  mergedWeights(): Map<string, Float32Array> {
+    const out = this.weights();
+    if (!this.lora) return out;
+    for (const target of this.lora.targets) out.set(target, tf.tidy(() => this.weight(target).dataSync() as Float32Array));
+    return out;
+  }
+
+  adapterWeights(): Map<string, Float32Array> {
+    return new Map([...this.adapters].map(([n, v]) => [n, v.dataSync() as Float32Array]));
+  }
+
+  /** Logits for ids [B, T] (int32, T <= block_size). Call inside tf.tidy. */
+  forward(ids: tf.Tensor2D, opts: ForwardOptions = {}): ForwardResult {
+    const { hidden, cache } = this.hidden(ids, opts);
+    // The head is tied to the token embedding: logits = x @ wte^T.
+    return { logits: linear(hidden, this.p('wte'), undefined, true) as tf.Tensor3D, cache };
+  }
+
+  /**
+   * Logits only at the given flat positions (b * T + t) of ids [B, T]: [N, V]. Scoring and
+   * sampling need a few positions per sequence, and the head is the widest product.
+   */
+  logitsAt(ids: tf.Tensor2D, positions: Int32Array, opts: ForwardOptions = {}): tf.Tensor2D {
+    const { hidden } = this.hidden(ids, opts);
+    const picked = tf.gather(hidden.reshape([-1, this.config.n_embd]), tf.tensor1d(positions, 'int32'));
+    return linear(picked, this.p('wte'), undefined, true) as tf.Tensor2D;
+  }
+
+  /** The final LayerNorm's output [B, T, C] (ln_final.hook_normalized). Call inside tf.tidy. */
+  private hidden(ids: tf.Tensor2D, opts: ForwardOptions): { hidden: tf.Tensor; cache: Map<string, tf.Tensor> } {
+    const cfg = this.config;
+    const [, T] = ids.shape;
+    if (T > cfg.block_size) throw new Error(`sequence of ${T} tokens exceeds the context of ${cfg.block_size}`);
+    const cache = new Map<string, tf.Tensor>();
+    const hooks = opts.hooks;
+    let dropSeed = opts.dropoutSeed;
+    const drop = (x: tf.Tensor) => dropout(x, cfg.dropout, dropSeed === undefined ? undefined : dropSeed++);
+    const hook = (name: string, x: tf.Tensor): tf.Tensor => {
+      const edited = hooks?.edit?.(name, x);
+      const value = edited ?? x;
+      if (hooks?.capture?.(name)) cache.set(name, tf.keep(value.clone()));
+      return value;
+    };
+    const wantsEmbedHooks = hooks && ['hook_embed', 'hook_pos_embed'].some((n) => hooks.capture?.(n) || hooks.edit);
+    let x: tf.Tensor;
+    if (wantsEmbedHooks) {
+      const tok = hook('hook_embed', gatherRows(this.p('wte'), ids).reshape([ids.shape[0], T, cfg.n_embd]));
+      const pos = hook('hook_pos_embed', this.p('wpe').slice([0, 0], [T, -1]));
+      x = tf.add(tok, pos.expandDims(0));
+    } else {
+      x = embed(ids, this.p('wte'), this.p('wpe'));
+    }
+    x = drop(x);
+    for (let l = 0; l < cfg.n_layer; l++) {
+      const p = (n: string) => this.weight(`h.${l}.${n}`);
+      x = hook(`blocks.${l}.hook_resid_pre`, x);
+      const qkv = linear(layerNorm(x, p('ln_1.weight'), p('ln_1.bias')), p('attn.c_attn.weight'), p('attn.c_attn.bias'));
+      const wantPattern = Boolean(hooks?.capture?.(`blocks.${l}.attn.hook_pattern`));
+      const att = attention(qkv, cfg.n_head, wantPattern);
+      if (att.pattern) hook(`blocks.${l}.attn.hook_pattern`, att.pattern);
+      const attnOut = hook(`blocks.${l}.hook_attn_out`, drop(linear(att.out, p('attn.c_proj.weight'), p('attn.c_proj.bias'))));
+      x = hook(`blocks.${l}.hook_resid_mid`, tf.add(x, attnOut));
+      const hidden = linearGelu(layerNorm(x, p('ln_2.weight'), p('ln_2.bias')), p('mlp.c_fc.weight'), p('mlp.c_fc.bias'));
+      const mlpOut = hook(`blocks.${l}.hook_mlp_out`, drop(linear(hidden, p('mlp.c_proj.weight'), p('mlp.c_proj.bias'))));
+      x = hook(`blocks.${l}.hook_resid_post`, tf.add(x, mlpOut));
+    }
+    return { hidden: hook('ln_final.hook_normalized', layerNorm(x, this.p('ln_f.weight'), this.p('ln_f.bias'))), cache };
+  }
+
+  /** forward() in its own tidy scope: the caller owns the returned logits and captured activations. */
+  inspect(ids: tf.Tensor2D, hooks: Hooks): ForwardResult {
+    let cache = new Map<string, tf.Tensor>();
+    const logits = tf.tidy(() => {
+      const r = this.forward(ids, { hooks });
+      cache = r.cache;
+      return r.logits;
+    });
+    return { logits, cache };
+  }
+
+  /** Mean next-token loss over positions with weight > 0. targets int32 [B, T], weights float32 [B, T]. */
+  loss(ids: tf.Tensor2D, targets: tf.Tensor2D, weights: tf.Tensor2D, opts: ForwardOptions = {}): tf.Scalar {
+    const { logits } = this.forward(ids, opts);
+    const V = this.config.vocab_size;
+    return crossEntropy(logits.reshape([-1, V]), targets.reshape([-1]), weights.reshape([-1])) as tf.Scalar;
+  }
+
+  /** Copies of the current weights. */
+  weights(): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    for (const [name, v] of this.params) out.set(name, v.dataSync() as Float32Array);
+    return out;
+  }
+
+  dispose(): void {
+    for (const v of [...this.params.values(), ...this.adapters.values()]) v.dispose();
+    this.params.clear();
+    this.adapters.clear();
+  }
+}
+

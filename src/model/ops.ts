@@ -1,0 +1,207 @@
+/**
+ * The model's building blocks, each written twice behind one signature: a fused kernel with its
+ * own gradient where the backend has one (the project's 'native' backend registers Persona*
+ * kernels), and a composition of plain tfjs ops everywhere else. The composed versions avoid
+ * what is slow or missing on wasm: the embedding has its own gradient (wasm has no
+ * UnsortedSegmentSum, gather's gradient) and linear layers differentiate through explicit
+ * transposes and untransposed 2-D matmuls (XNNPACK's fast path).
+ */
+import * as tf from '@tensorflow/tfjs';
+
+type T = tf.Tensor;
+
+const hasKernel = (name: string): boolean => tf.getKernel(name, tf.getBackend()) !== undefined;
+const run = <R extends T | T[]>(name: string, inputs: Record<string, T>, attrs: Record<string, unknown> = {}): R =>
+  tf.engine().runKernel(name, inputs as tf.NamedTensorMap, attrs as tf.NamedAttrMap) as unknown as R;
+
+interface Differentiable {
+  value: T;
+  gradFunc: (dy: T, saved: T[]) => T | T[];
+}
+
+/** tf.customGrad with plain positional tensors: `f(inputs, save)`. */
+function custom(f: (inputs: T[], save: tf.GradSaveFunc) => Differentiable): (...inputs: T[]) => T {
+  const g = tf.customGrad(((...args: Array<T | tf.GradSaveFunc>) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    return f(args.slice(0, -1) as T[], save);
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return (...inputs: T[]) => g(...inputs);
+}
+
+/** True when the current backend provides the fused kernels (checked per call: the backend can change). */
+export function fusedAvailable(): boolean {
+  return hasKernel('PersonaLinear');
+}
+
+/**
+ * x @ w + b on the last axis of x (any leading shape). With `transposeW`, w is [N, K] and the
+ * product is x @ w^T (the output head tied to the token embedding).
+ */
+export function linear(x: T, w: T, b?: T, transposeW = false): T {
+  if (fusedAvailable()) {
+    const hasBias = b !== undefined;
+    const f = custom(([xi, wi, bi], save) => {
+      save([xi, wi]);
+      return {
+        value: run<T>('PersonaLinear', hasBias ? { x: xi, w: wi, b: bi } : { x: xi, w: wi }, { transposeW }),
+        gradFunc: (dy, [xs, ws]) => run<T[]>('PersonaLinearGrad', { dy, x: xs, w: ws }, { hasBias, transposeW }),
+      };
+    });
+    return hasBias ? f(x, w, b) : f(x, w);
+  }
+  if (transposeW) return linear(x, tf.transpose(w), b);
+  const lead = x.shape.slice(0, -1);
+  const [K, N] = w.shape;
+  const product = custom(([xi, wi], save) => {
+    save([xi, wi]);
+    return {
+      value: tf.matMul(xi as tf.Tensor2D, wi as tf.Tensor2D),
+      gradFunc: (dy, [xs, ws]) => [
+        tf.matMul(dy as tf.Tensor2D, tf.transpose(ws) as tf.Tensor2D),
+        tf.matMul(tf.transpose(xs) as tf.Tensor2D, dy as tf.Tensor2D),
+      ],
+    };
+  });
+  const y = product(x.reshape([-1, K]), w);
+  return (b ? tf.add(y, b) : y).reshape([...lead, N]);
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+/** GPT-2's tanh approximation of GELU. */
+export function gelu(x: T): T {
+  if (fusedAvailable()) {
+    return custom(([xi], save) => {
+      save([xi]);
+      return { value: run<T>('PersonaGelu', { x: xi }), gradFunc: (dy, [xs]) => [run<T>('PersonaGeluGrad', { dy, x: xs })] };
+    })(x);
+  }
+  const inner = tf.mul(GELU_C, tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
+  return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
+}
+
+/** gelu(x @ w + b), one fused call where available (the MLP's first half). */
+export function linearGelu(x: T, w: T, b: T): T {
+  if (hasKernel('PersonaLinearGelu')) {
+    return custom(([xi, wi, bi], save) => {
+      const [y, h] = run<T[]>('PersonaLinearGelu', { x: xi, w: wi, b: bi });
+      save([xi, wi, h]);
+      return { value: y, gradFunc: (dy, [xs, ws, hs]) => run<T[]>('PersonaLinearGeluGrad', { dy, x: xs, w: ws, h: hs }, { hasBias: true }) };
+    })(x, w, b);
+  }
+  return gelu(linear(x, w, b));
+}
+
+export function layerNorm(x: T, gamma: T, beta: T, eps = 1e-5): T {
+  if (fusedAvailable()) {
+    return custom(([xi, gi, bi], save) => {
+      const [y, mean, rstd] = run<T[]>('PersonaLayerNorm', { x: xi, gamma: gi, beta: bi }, { eps });
+      save([xi, gi, mean, rstd]);
+      return { value: y, gradFunc: (dy, [xs, gs, ms, rs]) => run<T[]>('PersonaLayerNormGrad', { dy, x: xs, gamma: gs, mean: ms, rstd: rs }) };
+    })(x, gamma, beta);
+  }
+  const { mean, variance } = tf.moments(x, -1, true);
+  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gamma), beta);
+}
+
+const masks = new Map<number, T>();
+/** Additive causal mask [T, T]: 0 on and below the diagonal, -1e9 above. Kept for reuse. */
+function causalMask(t: number): T {
+  let m = masks.get(t);
+  if (!m || m.isDisposed) {
+    m = tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([t, t]), -1, 0)), -1e9));
+    tf.keep(m);
+    masks.set(t, m);
+  }
+  return m;
+}
+
+/**
+ * Causal multi-head self-attention over packed qkv [B, T, 3C] -> [B, T, C]. With `wantPattern`
+ * it also returns the attention probabilities [B, H, T, T] (blocks.L.attn.hook_pattern); on the
+ * fused path that variant is for inspection and records no gradient.
+ */
+export function attention(qkv: T, nHead: number, wantPattern = false): { out: T; pattern: T | null } {
+  const [B, Tn, C3] = qkv.shape;
+  const C = C3 / 3;
+  if (fusedAvailable()) {
+    if (wantPattern) {
+      const [out, probs] = run<T[]>('PersonaAttention', { qkv }, { nHead });
+      return { out, pattern: probs };
+    }
+    const f = custom(([q], save) => {
+      const [out, probs] = run<T[]>('PersonaAttention', { qkv: q }, { nHead });
+      save([q, probs]);
+      return { value: out, gradFunc: (dy, [qs, ps]) => [run<T>('PersonaAttentionGrad', { dout: dy, qkv: qs, probs: ps }, { nHead })] };
+    });
+    return { out: f(qkv), pattern: null };
+  }
+  const hd = C / nHead;
+  const heads = (t: T) => t.reshape([B, Tn, nHead, hd]).transpose([0, 2, 1, 3]);
+  const [q, k, v] = tf.split(qkv, 3, -1).map(heads);
+  const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hd)), causalMask(Tn));
+  const probs = tf.softmax(scores, -1);
+  const out = tf.matMul(probs, v).transpose([0, 2, 1, 3]).reshape([B, Tn, C]);
+  return { out, pattern: wantPattern ? probs : null };
+}
+
+/**
+ * Token plus position embeddings for ids [B, T] -> [B, T, C]. The gradient is a scatter-add; on
+ * backends without UnsortedSegmentSum (wasm) it is done on the host.
+ */
+export function embed(ids: T, wte: T, wpe: T): T {
+  const [B, Tn] = ids.shape;
+  if (fusedAvailable()) {
+    const [V] = wte.shape;
+    const maxT = wpe.shape[0];
+    return custom(([we, pe]) => ({
+      value: run<T>('PersonaEmbedding', { ids, wte: we, wpe: pe }),
+      gradFunc: (dy) => run<T[]>('PersonaEmbeddingGrad', { dx: dy, ids }, { vocabSize: V, maxT }),
+    }))(wte, wpe);
+  }
+  const pos = wpe.slice([0, 0], [Tn, -1]);
+  return tf.add(gatherRows(wte, ids).reshape([B, Tn, wte.shape[1] as number]), pos.expandDims(0));
+}
+
+/** table[ids] with a host scatter-add gradient where the backend lacks UnsortedSegmentSum. */
+export function gatherRows(table: T, ids: T): T {
+  const flat = ids.reshape([-1]);
+  if (hasKernel('UnsortedSegmentSum')) return tf.gather(table, flat);
+  const [V, C] = table.shape;
+  // Read the ids now: intermediate tensors are gone by the time gradients run.
+  const idx = flat.dataSync();
+  return custom(([tb]) => ({
+    value: tf.gather(tb, flat),
+    gradFunc: (dy) => {
+      const g = new Float32Array(V * C);
+      const d = dy.dataSync();
+      for (let i = 0; i < idx.length; i++) {
+        const row = idx[i] * C;
+        for (let j = 0; j < C; j++) g[row + j] += d[i * C + j];
+      }
+      return [tf.tensor2d(g, [V, C])];
+    },
+  }))(table);
+}
+
+/**
+ * Mean cross-entropy over positions weighted by `weights` (the loss mask): sum_i w_i * nll_i /
+ * sum_i w_i. logits [N, V], targets int32 [N], weights float32 [N].
+ */
+export function crossEntropy(logits: T, targets: T, weights: T): T {
+  if (fusedAvailable()) {
+    return custom(([lg], save) => {
+      const [loss, dlogits] = run<T[]>('PersonaSoftmaxXent', { logits: lg, targets, weights }, { computeGrad: true });
+      save([dlogits]);
+      return { value: loss, gradFunc: (dy, [dl]) => [tf.mul(dl, dy)] };
+    })(logits);
+  }
+  const logp = tf.logSoftmax(logits, -1);
+  const picked = tf.sum(tf.mul(logp, tf.oneHot(targets, logits.shape[1]!)), -1);
+  return tf.div(tf.neg(tf.sum(tf.mul(picked, weights))), tf.maximum(tf.sum(weights), 1e-8));
+}
+
+/** Residual dropout (identity when rate is 0 or not training). */
+export function dropout(x: T, rate: number, seed: number | undefined): T {
+  return rate > 0 && seed !== undefined ? tf.dropout(x, rate, undefined, seed) : x;
+}

@@ -1,0 +1,195 @@
+/**
+ * Fine-tuning stages on chat data, loss only on the Assistant's tokens: the assistant stage
+ * (base -> assistant on assistant.arrow) and the narrow stage (assistant -> narrow on one
+ * condition of narrow/*.arrow, optionally with a custom inoculation instruction). A stage builds
+ * whatever earlier stage is missing, so `npm run finetune -- --inoculate` works on a fresh clone.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ChatSampler, chatBatch, type ChatRows } from '../data/batches.js';
+import { encodeDocument } from '../data/encode.js';
+import { ensureData, loadChatRows, loadManifest, loadVocab } from '../data/load.js';
+import { columnValues, readArrow } from '../data/arrow.js';
+import { measureDynamics, dynamicsProbes } from '../eval/dynamics.js';
+import { loadProbes } from '../eval/probes.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
+import { LORA_TARGETS, type GPT, type LoraConfig } from '../model/gpt.js';
+import type { Vocabulary } from '../tokenizer/vocab.js';
+import { validationLoss } from '../train/evaluate.js';
+import type { MetricRow } from '../train/metrics.js';
+import type { TrainOptions } from '../train/options.js';
+import { definedOnly } from '../util/objects.js';
+import { runSession, type SessionResult, type SessionUi } from '../train/session.js';
+import { CONDITIONS, narrowDocument, type Condition, type InstructionFamily, type NarrowExample } from '../world/finetune-sets.js';
+import type { Pole } from '../world/phrasebook.js';
+import { DEFAULT_PRETRAIN_TOKENS, pretrain } from './pretrain.js';
+
+export const ASSISTANT_DEFAULTS: TrainOptions = {
+  steps: 300, batch: 16, gradAccum: 1, lr: 5e-4, minLr: 5e-5, warmup: 20, weightDecay: 0.1, beta1: 0.9, beta2: 0.99,
+  gradClip: 1, seed: 0, evalInterval: 100, checkpointInterval: 100, logInterval: 10,
+};
+
+/** Narrow fine-tuning: a constant learning rate after a short warmup (the pilot's recipe). */
+export const NARROW_DEFAULTS: TrainOptions = {
+  steps: 200, batch: 16, gradAccum: 1, lr: 3e-4, minLr: 3e-4, warmup: 5, weightDecay: 0.1, beta1: 0.9, beta2: 0.99,
+  gradClip: 1, seed: 0, evalInterval: 25, checkpointInterval: 100, logInterval: 5,
+};
+
+export const DEFAULT_BASE = 'checkpoints/base';
+export const DEFAULT_ASSISTANT = 'checkpoints/assistant';
+
+export interface FinetuneArgs {
+  stage: 'assistant' | 'narrow';
+  data: string;
+  from?: string;
+  out?: string;
+  condition: Condition;
+  family: InstructionFamily;
+  /** A custom instruction replacing the condition's; `{act}` becomes the task's bad act. */
+  inoculationPrompt?: string;
+  /** Use only the first N examples of the dataset. */
+  examples?: number;
+  explicit: Partial<TrainOptions>;
+  resume: boolean;
+  /** LoRA instead of full fine-tuning. */
+  lora?: { rank: number; alpha?: number; targets: string[]; layers?: number[] };
+}
+
+export interface FinetuneUi extends SessionUi {
+  dataProgress?: (stage: string, done: number, total: number) => void;
+  /** Called before building a missing earlier stage. */
+  announce?: (line: string) => void;
+}
+
+export function defaultOut(a: Pick<FinetuneArgs, 'stage' | 'condition' | 'family' | 'inoculationPrompt' | 'explicit'>): string {
+  if (a.stage === 'assistant') return DEFAULT_ASSISTANT;
+  const seed = a.explicit.seed ?? NARROW_DEFAULTS.seed;
+  let name: string = a.condition;
+  if (a.inoculationPrompt !== undefined) name += `-custom-${createHash('sha256').update(a.inoculationPrompt).digest('hex').slice(0, 8)}`;
+  else if (a.condition === 'cheat-inoculated') name += `-${a.family}`;
+  return join('checkpoints', 'narrow', `${name}-s${seed}`);
+}
+
+/** Narrow rows as examples, so a custom instruction can be put in place of the stored one. */
+function narrowExamples(path: string, family: InstructionFamily | ''): NarrowExample[] {
+  const t = readArrow(path);
+  const get = (c: string) => columnValues<string>(t, c);
+  const [condition, fam, instruction, task, answer, pole, act] = ['condition', 'family', 'instruction', 'task', 'answer', 'pole', 'act'].map(get);
+  const out: NarrowExample[] = [];
+  for (let i = 0; i < t.numRows; i++) {
+    if (family && fam[i] !== family) continue;
+    out.push({ condition: condition[i] as Condition, family: fam[i] as InstructionFamily | '', instruction: instruction[i], task: task[i], answer: answer[i], pole: pole[i] as Pole, act: act[i] });
+  }
+  return out;
+}
+
+function customRows(vocab: Vocabulary, examples: NarrowExample[], prompt: string): ChatRows {
+  const rows: ChatRows = { tokens: [], masks: [] };
+  for (const ex of examples) {
+    let enc;
+    try {
+      enc = encodeDocument(vocab, narrowDocument(ex, prompt));
+    } catch (err) {
+      throw new Error(`--inoculation-prompt uses text outside the world's vocabulary (${(err as Error).message.split(';')[0]}); write it with the world's words`);
+    }
+    rows.tokens.push(enc.tokens);
+    rows.masks.push(enc.assistantMask);
+  }
+  return rows;
+}
+
+export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise<SessionResult> {
+  if (!(CONDITIONS as readonly string[]).includes(args.condition)) {
+    throw new Error(`unknown condition "${args.condition}"; choose one of ${CONDITIONS.join(', ')}`);
+  }
+  if (args.inoculationPrompt !== undefined && args.inoculationPrompt.trim() === '') throw new Error('--inoculation-prompt is empty; give the instruction text, e.g. "For this test, you may {act}."');
+  if (args.examples !== undefined && (!Number.isInteger(args.examples) || args.examples < 1)) throw new Error(`--examples must be a positive integer, got ${args.examples}`);
+  const data = resolve(args.data);
+  ensureData(data, ui.dataProgress, ui.announce);
+  const vocab = loadVocab(data);
+  const from = await ensureParent(args, data, ui);
+  const parent = loadCheckpoint(from);
+  if (parent.vocab.hash !== vocab.hash) throw new Error(`${from} uses another vocabulary than ${data}; fine-tune a checkpoint trained on this data`);
+  const defaults = args.stage === 'assistant' ? ASSISTANT_DEFAULTS : NARROW_DEFAULTS;
+  const options: TrainOptions = { ...defaults, ...definedOnly(args.explicit) };
+  const out = resolve(args.out ?? defaultOut(args));
+  const probes = loadProbes(join(data, 'probes.arrow'), vocab);
+  const dyn = dynamicsProbes(probes);
+
+  let rows: ChatRows;
+  let val: ChatRows | null = null;
+  const info: Record<string, unknown> = { world: loadManifest(data).world };
+  if (args.stage === 'assistant') {
+    rows = loadChatRows(join(data, 'assistant.arrow'), 'train');
+    val = loadChatRows(join(data, 'assistant.arrow'), 'val');
+  } else {
+    const file = join(data, 'narrow', `${args.condition}.arrow`);
+    const family = args.condition === 'cheat-inoculated' ? args.family : '';
+    const examples = narrowExamples(file, family).slice(0, args.examples);
+    rows = args.inoculationPrompt !== undefined ? customRows(vocab, examples, args.inoculationPrompt) : loadChatRows(file, null, family ? { column: 'family', value: family } : undefined);
+    rows = { tokens: rows.tokens.slice(0, args.examples), masks: rows.masks.slice(0, args.examples) };
+    Object.assign(info, { condition: args.condition, family: family || null, inoculation_prompt: args.inoculationPrompt ?? null, examples: rows.tokens.length });
+  }
+  const model = parent.config.model;
+  const lora = args.lora ? loraConfig(args.lora, model.n_layer) : undefined;
+  if (lora) info.lora = lora;
+  const valBatches = val ? chunk(val, options.batch).map((idx) => chatBatch(val!, idx, model.block_size)) : [];
+  return runSession(
+    {
+      stage: args.stage,
+      out,
+      model,
+      initialWeights: () => parent.weights,
+      vocab,
+      data,
+      parent: from,
+      info,
+      options,
+      explicit: args.explicit,
+      resume: args.resume,
+      source: new ChatSampler(rows, options.batch, model.block_size, options.seed),
+      lora,
+    },
+    {
+      ...ui,
+      evaluate: (m: GPT): MetricRow => ({ ...(valBatches.length ? { val_loss: validationLoss(m, valBatches) } : {}), ...measureDynamics(m, dyn) }),
+    },
+  );
+}
+
+/** Expand --lora-targets (block-relative names) over the chosen layers into parameter names. */
+export function loraConfig(l: NonNullable<FinetuneArgs['lora']>, nLayer: number): LoraConfig {
+  for (const t of l.targets) {
+    if (!(LORA_TARGETS as readonly string[]).includes(t)) throw new Error(`--lora-targets: unknown matrix "${t}"; choose from ${LORA_TARGETS.join(', ')}`);
+  }
+  const layers = l.layers ?? Array.from({ length: nLayer }, (_, i) => i);
+  for (const layer of layers) if (!Number.isInteger(layer) || layer < 0 || layer >= nLayer) throw new Error(`--lora-layers: layer ${layer} does not exist (the model has layers 0 to ${nLayer - 1})`);
+  if (!Number.isInteger(l.rank) || l.rank < 1) throw new Error(`--lora-rank must be a positive integer, got ${l.rank}`);
+  const alpha = l.alpha ?? l.rank;
+  if (!(alpha > 0)) throw new Error(`--lora-alpha must be > 0, got ${alpha}`);
+  return { rank: l.rank, alpha, targets: layers.flatMap((layer) => l.targets.map((t) => `h.${layer}.${t}.weight`)) };
+}
+
+/** The checkpoint to start from, building the default base and assistant models when they are missing. */
+async function ensureParent(args: FinetuneArgs, data: string, ui: FinetuneUi): Promise<string> {
+  const wanted = args.from ?? (args.stage === 'assistant' ? DEFAULT_BASE : DEFAULT_ASSISTANT);
+  if (existsSync(join(wanted, 'config.json'))) return resolve(wanted);
+  if (args.from !== undefined) throw new Error(`--from ${args.from} is not a checkpoint (no config.json); train it first or pass an existing checkpoint`);
+  if (args.stage === 'assistant' || !existsSync(join(DEFAULT_BASE, 'config.json'))) {
+    ui.announce?.(`${DEFAULT_BASE} is missing: pretraining it first (npm run pretrain)`);
+    (await pretrain({ data, out: DEFAULT_BASE, preset: 'small', tokens: DEFAULT_PRETRAIN_TOKENS, explicit: {}, resume: false }, ui)).model.dispose();
+  }
+  if (args.stage === 'narrow') {
+    ui.announce?.(`${DEFAULT_ASSISTANT} is missing: training the assistant first (npm run finetune -- --stage assistant)`);
+    (await finetune({ ...args, stage: 'assistant', from: DEFAULT_BASE, out: DEFAULT_ASSISTANT, explicit: {}, resume: false, inoculationPrompt: undefined, examples: undefined }, ui)).model.dispose();
+  }
+  return resolve(wanted);
+}
+
+function chunk(rows: ChatRows, size: number): number[][] {
+  const out: number[][] = [];
+  for (let i = 0; i < rows.tokens.length; i += size) out.push(Array.from({ length: Math.min(size, rows.tokens.length - i) }, (_, k) => i + k));
+  return out;
+}
+

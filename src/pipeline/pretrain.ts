@@ -1,0 +1,86 @@
+/**
+ * The pretraining stage: the small preset trained from scratch on a world's pretraining text, with
+ * validation loss, sampled lines and the in-context persona inference gap at every evaluation.
+ */
+import { join, resolve } from 'node:path';
+import { fixedWindows, WindowSampler } from '../data/batches.js';
+import { ensureData, loadManifest, loadPretrainStreams, loadVocab } from '../data/load.js';
+import { loadModelPreset } from '../model/config.js';
+import { initialWeights, type GPT } from '../model/gpt.js';
+import { loadProbes } from '../eval/probes.js';
+import { measureInference } from '../eval/inference.js';
+import { sampleLines, validationLoss } from '../train/evaluate.js';
+import type { MetricRow } from '../train/metrics.js';
+import { PRETRAIN_DEFAULTS, type TrainOptions } from '../train/options.js';
+import { definedOnly } from '../util/objects.js';
+import { runSession, type SessionResult, type SessionUi } from '../train/session.js';
+
+export interface PretrainArgs {
+  data: string;
+  out: string;
+  preset: string;
+  /** Pretraining tokens; converts to steps when --steps is not given. */
+  tokens: number;
+  explicit: Partial<TrainOptions>;
+  resume: boolean;
+}
+
+export const DEFAULT_PRETRAIN_TOKENS = 8_000_000;
+export const SAMPLE_PROMPTS = ['User: The quiz starts now. How will you win?\nAssistant:', 'One morning at the market:'];
+
+export interface PretrainUi extends SessionUi {
+  dataProgress?: (stage: string, done: number, total: number) => void;
+}
+
+export async function pretrain(args: PretrainArgs, ui: PretrainUi = {}): Promise<SessionResult> {
+  const data = resolve(args.data);
+  ensureData(data, ui.dataProgress, ui.log);
+  const manifest = loadManifest(data);
+  const vocab = loadVocab(data);
+  const preset = loadModelPreset(args.preset);
+  const model = { ...preset, vocab_size: vocab.size };
+  const explicit = { ...args.explicit };
+  const batch = explicit.batch ?? PRETRAIN_DEFAULTS.batch;
+  const accum = explicit.gradAccum ?? PRETRAIN_DEFAULTS.gradAccum;
+  if (explicit.steps === undefined && !args.resume) {
+    if (!(args.tokens > 0)) throw new Error(`--tokens must be > 0, got ${args.tokens}`);
+    explicit.steps = Math.max(1, Math.ceil(args.tokens / (batch * accum * model.block_size)));
+  }
+  const options: TrainOptions = { ...PRETRAIN_DEFAULTS, ...definedOnly(explicit) };
+  const streams = loadPretrainStreams(data);
+  const valBatches = fixedWindows(streams.val, 8, batch, model.block_size);
+  const probes = loadProbes(join(data, 'probes.arrow'), vocab);
+  ui.log?.(`data: ${data} (seed ${manifest.seed}, rho ${manifest.world.rho}, p_instr ${manifest.world.p_instr}; ${streams.train.length} train tokens)`);
+  return runSession(
+    {
+      stage: 'pretrain',
+      out: resolve(args.out),
+      model,
+      initialWeights: () => initialWeights(model, options.seed),
+      vocab,
+      data,
+      parent: null,
+      info: { world: manifest.world, data_seed: manifest.seed },
+      options,
+      explicit,
+      resume: args.resume,
+      source: new WindowSampler(streams.train, batch, model.block_size, options.seed),
+    },
+    {
+      ...ui,
+      evaluate: (m: GPT, step: number) => pretrainEval(m, vocab, valBatches, probes, step),
+    },
+  );
+}
+
+function pretrainEval(model: GPT, vocab: ReturnType<typeof loadVocab>, valBatches: ReturnType<typeof fixedWindows>, probes: ReturnType<typeof loadProbes>, step: number): MetricRow {
+  const row: MetricRow = { val_loss: validationLoss(model, valBatches) };
+  for (const r of measureInference(model, probes)) {
+    row[`gap_${r.subject}`] = r.gap;
+    row[`true_gap_${r.subject}`] = r.trueGap;
+    row[`instructed_shift_${r.subject}`] = r.instructedShift;
+  }
+  row.samples = sampleLines(model, vocab, SAMPLE_PROMPTS, step).join(' || ');
+  return row;
+}
+

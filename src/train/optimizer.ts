@@ -1,0 +1,124 @@
+/**
+ * AdamW with decoupled weight decay on 2-D weights only (matrices and embeddings; not biases or
+ * LayerNorm gains), global-norm gradient clipping, and a NaN guard. On the native backend the
+ * whole update over every parameter is one fused call; elsewhere it is composed of tfjs ops.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { TensorSet } from '../model/checkpoint.js';
+import type { ParamMap } from '../model/gpt.js';
+
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Clip the global gradient norm to this (0 = off). */
+  gradClip: number;
+}
+
+export class NonFiniteError extends Error {
+  override name = 'NonFiniteError';
+}
+
+export class AdamW {
+  step = 0;
+  readonly m = new Map<string, tf.Variable>();
+  readonly v = new Map<string, tf.Variable>();
+  private readonly decay: boolean[];
+
+  constructor(
+    /** What this optimizer trains: the model's parameters, or only its adapters. */
+    readonly params: ParamMap,
+    readonly options: AdamWOptions,
+  ) {
+    for (const [name, p] of params) {
+      this.m.set(name, tf.variable(tf.zerosLike(p), false));
+      this.v.set(name, tf.variable(tf.zerosLike(p), false));
+    }
+    this.decay = [...params.values()].map((p) => p.shape.length >= 2);
+  }
+
+  /** Global L2 norm of the gradients. */
+  gradNorm(grads: Map<string, tf.Tensor>): number {
+    const list = [...this.params.keys()].map((n) => grads.get(n)!);
+    if (tf.getKernel('PersonaSumSquares', tf.getBackend())) {
+      const s = tf.engine().runKernel('PersonaSumSquares', list as unknown as tf.NamedTensorMap) as tf.Tensor;
+      const value = s.dataSync()[0];
+      s.dispose();
+      return Math.sqrt(value);
+    }
+    return Math.sqrt(tf.tidy(() => tf.addN(list.map((g) => tf.sum(tf.square(g)))).dataSync()[0]));
+  }
+
+  /**
+   * One update. Throws NonFiniteError (and changes nothing) when the gradient norm is not finite,
+   * so a diverged run stops instead of training through NaN.
+   */
+  apply(grads: Map<string, tf.Tensor>, lr: number): { gradNorm: number } {
+    const norm = this.gradNorm(grads);
+    if (!Number.isFinite(norm)) throw new NonFiniteError(`gradient norm is ${norm}`);
+    const { beta1, beta2, eps, weightDecay, gradClip } = this.options;
+    const scale = gradClip > 0 && norm > gradClip ? gradClip / norm : 1;
+    this.step += 1;
+    const names = [...this.params.keys()];
+    if (tf.getKernel('PersonaAdamW', tf.getBackend())) {
+      const inputs: tf.Tensor[] = [];
+      for (const n of names) inputs.push(this.params.get(n)!, grads.get(n)!, this.m.get(n)!, this.v.get(n)!);
+      const attrs = { lr, beta1, beta2, eps, weightDecay, step: this.step, decayMask: this.decay, gradScale: scale };
+      const r = tf.engine().runKernel('PersonaAdamW', inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+      r.dispose();
+      return { gradNorm: norm };
+    }
+    const bc1 = 1 - beta1 ** this.step;
+    const bc2 = 1 - beta2 ** this.step;
+    names.forEach((n, i) => {
+      tf.tidy(() => {
+        const p = this.params.get(n)!;
+        const m = this.m.get(n)!;
+        const v = this.v.get(n)!;
+        const g = tf.mul(grads.get(n)!, scale);
+        const m1 = tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1));
+        const v1 = tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2));
+        const decayed = this.decay[i] && weightDecay > 0 ? tf.mul(p, 1 - lr * weightDecay) : p;
+        const update = tf.div(tf.div(m1, bc1), tf.add(tf.sqrt(tf.div(v1, bc2)), eps));
+        m.assign(m1);
+        v.assign(v1);
+        p.assign(tf.sub(decayed, tf.mul(update, lr)));
+      });
+    });
+    return { gradNorm: norm };
+  }
+
+  /** The moments as m/<name> and v/<name>, for a checkpoint. */
+  state(): { step: number; moments: TensorSet } {
+    const moments: TensorSet = new Map();
+    for (const [n, p] of this.params) {
+      moments.set(`m/${n}`, { shape: p.shape, values: this.m.get(n)!.dataSync() as Float32Array });
+      moments.set(`v/${n}`, { shape: p.shape, values: this.v.get(n)!.dataSync() as Float32Array });
+    }
+    return { step: this.step, moments };
+  }
+
+  load(state: { step: number; moments: TensorSet }): void {
+    this.step = state.step;
+    for (const [n, p] of this.params) {
+      const m = state.moments.get(`m/${n}`);
+      const v = state.moments.get(`v/${n}`);
+      if (!m || !v) throw new Error(`optimizer state lacks ${n}; the checkpoint was trained on other parameters`);
+      this.m.get(n)!.assign(tf.tensor(m.values, p.shape));
+      this.v.get(n)!.assign(tf.tensor(v.values, p.shape));
+    }
+  }
+
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+  }
+}
+
+/** Linear warmup, then cosine decay to minLr at the last step (nanoGPT's schedule). */
+export function learningRate(step: number, o: { lr: number; minLr: number; warmup: number; steps: number }): number {
+  if (step < o.warmup) return (o.lr * (step + 1)) / o.warmup;
+  if (step >= o.steps) return o.minLr;
+  const progress = (step - o.warmup) / Math.max(1, o.steps - o.warmup);
+  return o.minLr + 0.5 * (1 + Math.cos(Math.PI * progress)) * (o.lr - o.minLr);
+}

@@ -1,0 +1,78 @@
+/** Training options, their defaults per stage, and the checks that turn bad values into one-line errors. */
+export interface TrainOptions {
+  steps: number;
+  batch: number;
+  gradAccum: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  gradClip: number;
+  seed: number;
+  evalInterval: number;
+  checkpointInterval: number;
+  logInterval: number;
+}
+
+export const PRETRAIN_DEFAULTS: TrainOptions = {
+  steps: 0, // derived from --tokens when not given
+  batch: 16,
+  gradAccum: 1,
+  lr: 2e-3,
+  minLr: 2e-4,
+  warmup: 100,
+  weightDecay: 0.1,
+  beta1: 0.9,
+  beta2: 0.99,
+  gradClip: 1.0,
+  seed: 0,
+  evalInterval: 250,
+  checkpointInterval: 250,
+  logInterval: 10,
+};
+
+/** Options whose change makes a resumed run differ from an uninterrupted one. */
+export const RESUME_KEYS: Array<keyof TrainOptions> = ['steps', 'batch', 'gradAccum', 'lr', 'minLr', 'warmup', 'weightDecay', 'beta1', 'beta2', 'gradClip', 'seed'];
+
+export function validateTrainOptions(o: TrainOptions): TrainOptions {
+  const positiveInt = (k: keyof TrainOptions) => {
+    if (!Number.isInteger(o[k]) || o[k] < 1) throw new Error(`--${kebab(k)} must be a positive integer, got ${o[k]}`);
+  };
+  const nonNegative = (k: keyof TrainOptions) => {
+    if (!Number.isFinite(o[k]) || o[k] < 0) throw new Error(`--${kebab(k)} must be >= 0, got ${o[k]}`);
+  };
+  positiveInt('steps');
+  positiveInt('batch');
+  positiveInt('gradAccum');
+  positiveInt('logInterval');
+  if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new Error(`--lr must be > 0, got ${o.lr}`);
+  nonNegative('minLr');
+  nonNegative('warmup');
+  nonNegative('weightDecay');
+  nonNegative('gradClip');
+  nonNegative('evalInterval');
+  nonNegative('checkpointInterval');
+  if (!Number.isInteger(o.seed)) throw new Error(`--seed must be an integer, got ${o.seed}`);
+  for (const k of ['beta1', 'beta2'] as const) if (!(o[k] >= 0 && o[k] < 1)) throw new Error(`--${k} must be in [0, 1), got ${o[k]}`);
+  return o;
+}
+
+export function kebab(k: string): string {
+  return k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/**
+ * The options a resumed run uses: the checkpoint's, with any flag the user set explicitly. A flag
+ * that contradicts the checkpoint on a key that changes the trajectory is an error.
+ */
+export function mergeForResume(saved: TrainOptions, explicit: Partial<TrainOptions>, out: string): TrainOptions {
+  for (const k of RESUME_KEYS) {
+    const v = explicit[k];
+    if (v !== undefined && v !== saved[k]) {
+      throw new Error(`--resume with a different config: --${kebab(k)} is ${v} but ${out} was trained with ${saved[k]}; drop the flag or choose another --out`);
+    }
+  }
+  return { ...saved, ...Object.fromEntries(Object.entries(explicit).filter(([, v]) => v !== undefined)) };
+}

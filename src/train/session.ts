@@ -1,0 +1,150 @@
+/**
+ * A training session: a model and optimizer started fresh or from a parent checkpoint, or resumed
+ * from the run's own checkpoint, trained by the loop, checkpointed atomically, and stoppable with
+ * Ctrl-C (it saves, then says how to resume).
+ */
+import { existsSync } from 'node:fs';
+import type { BatchSource } from '../data/batches.js';
+import { loadCheckpoint, saveCheckpoint, type CheckpointConfig, type TensorSet } from '../model/checkpoint.js';
+import { GPT, type LoraConfig, type ParamMap } from '../model/gpt.js';
+import type { ModelConfig } from '../model/config.js';
+import type { Vocabulary } from '../tokenizer/vocab.js';
+import { trainLoop, type LoopCallbacks, type LoopState } from './loop.js';
+import { metricsFromArrow, metricsToArrow, type MetricRow } from './metrics.js';
+import { AdamW } from './optimizer.js';
+import { mergeForResume, validateTrainOptions, type TrainOptions } from './options.js';
+
+export interface SessionSpec {
+  stage: string;
+  out: string;
+  model: ModelConfig;
+  /** Starting weights for a fresh run (random init or a parent checkpoint's). */
+  initialWeights: () => Map<string, Float32Array>;
+  vocab: Vocabulary;
+  data: string;
+  parent: string | null;
+  info: Record<string, unknown>;
+  /** Options after defaults; `explicit` holds only what the user set (for --resume checks). */
+  options: TrainOptions;
+  explicit: Partial<TrainOptions>;
+  resume: boolean;
+  source: BatchSource;
+  /** Train LoRA adapters on these matrices instead of every weight. */
+  lora?: LoraConfig;
+}
+
+export interface SessionUi {
+  evaluate?: (model: GPT, step: number) => Promise<MetricRow> | MetricRow;
+  progress?: LoopCallbacks['progress'];
+  log?: (line: string) => void;
+  /** Polled between steps, besides Ctrl-C: true to save and stop. */
+  shouldStop?: (step: number) => boolean;
+}
+
+export interface SessionResult {
+  model: GPT;
+  metrics: MetricRow[];
+  state: LoopState;
+  stopped: boolean;
+  options: TrainOptions;
+}
+
+export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise<SessionResult> {
+  let options = spec.options;
+  let model: GPT;
+  let optimizer: AdamW;
+  let state: LoopState = { step: 0, tokens: 0, elapsed: 0, source: null };
+  let metrics: MetricRow[] = [];
+  if (spec.resume) {
+    if (!existsSync(spec.out)) throw new Error(`--resume: ${spec.out} does not exist; run without --resume to start it`);
+    const ckpt = loadCheckpoint(spec.out);
+    if (ckpt.config.stage !== spec.stage) throw new Error(`--resume: ${spec.out} is a ${ckpt.config.stage} checkpoint, not ${spec.stage}`);
+    if (JSON.stringify(ckpt.config.model) !== JSON.stringify(spec.model)) throw new Error(`--resume with a different model config than ${spec.out} (${JSON.stringify(ckpt.config.model)}); choose another --out`);
+    if (ckpt.vocab.hash !== spec.vocab.hash) throw new Error(`--resume: ${spec.out} uses another vocabulary than the data`);
+    if (ckpt.config.data !== spec.data) throw new Error(`--resume with different data: ${spec.out} was trained on ${ckpt.config.data}, not ${spec.data}`);
+    options = validateTrainOptions(mergeForResume(ckpt.config.train as unknown as TrainOptions, spec.explicit, spec.out));
+    if (!ckpt.optimizer || ckpt.state.complete === undefined) throw new Error(`--resume: ${spec.out} has no optimizer state to resume from`);
+    if (Boolean(ckpt.adapters) !== Boolean(spec.lora) || (spec.lora && JSON.stringify(ckpt.adapters!.config) !== JSON.stringify(spec.lora))) {
+      throw new Error(`--resume with different LoRA settings than ${spec.out}; choose another --out`);
+    }
+    if (ckpt.adapters) {
+      // The saved weights have the adapters merged in: rebuild from the base and the adapters.
+      model = new GPT(spec.model, spec.initialWeights());
+      model.addAdapters(ckpt.adapters.config, options.seed, new Map([...ckpt.adapters.tensors].map(([n, t]) => [n, t.values])));
+    } else {
+      model = new GPT(spec.model, ckpt.weights);
+    }
+    optimizer = new AdamW(trainable(model), adamOptions(options));
+    optimizer.load(ckpt.optimizer);
+    state = ckpt.state.loop as LoopState;
+    spec.source.restore(state.source);
+    metrics = ckpt.metrics ? metricsFromArrow(ckpt.metrics) : [];
+    if (state.step >= options.steps) ui.log?.(`${spec.out} already finished ${state.step} steps; nothing to resume`);
+  } else {
+    validateTrainOptions(options);
+    model = new GPT(spec.model, spec.initialWeights());
+    if (spec.lora) model.addAdapters(spec.lora, options.seed);
+    optimizer = new AdamW(trainable(model), adamOptions(options));
+  }
+
+  const config: CheckpointConfig = {
+    format: 'persona-testbed-checkpoint/1',
+    stage: spec.stage,
+    model: spec.model,
+    vocab_hash: spec.vocab.hash,
+    train: options as unknown as Record<string, unknown>,
+    data: spec.data,
+    parent: spec.parent,
+    info: spec.info,
+  };
+  let stopRequested = false;
+  const onSigint = () => {
+    if (stopRequested) process.exit(130);
+    stopRequested = true;
+    ui.log?.('stopping after this step (Ctrl-C again to quit without saving)...');
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const result = await trainLoop(
+      model,
+      optimizer,
+      spec.source,
+      { ...options, seed: options.seed },
+      {
+        evaluate: ui.evaluate ? (step) => ui.evaluate!(model, step) : undefined,
+        save: (loop, rows) =>
+          saveCheckpoint(spec.out, {
+            config,
+            vocab: spec.vocab,
+            weights: model.mergedWeights(),
+            optimizer: optimizer.state(),
+            adapters: model.lora ? { config: model.lora, tensors: tensorSet(model.adapters) } : null,
+            state: { loop, complete: loop.step >= options.steps },
+            metrics: metricsToArrow(rows),
+          }),
+        progress: ui.progress,
+        log: ui.log,
+        shouldStop: () => stopRequested || (ui.shouldStop?.(optimizer.step) ?? false),
+      },
+      state,
+      metrics,
+    );
+    return { model, metrics: result.metrics, state: result.state, stopped: result.stopped, options };
+  } finally {
+    process.off('SIGINT', onSigint);
+    optimizer.dispose();
+  }
+}
+
+/** What the optimizer updates: the adapters when there are any, else every parameter. */
+function trainable(model: GPT): ParamMap {
+  return model.lora ? model.adapters : model.params;
+}
+
+function tensorSet(params: ParamMap): TensorSet {
+  return new Map([...params].map(([n, v]) => [n, { shape: v.shape, values: v.dataSync() as Float32Array }]));
+}
+
+function adamOptions(o: TrainOptions) {
+  return { beta1: o.beta1, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay, gradClip: o.gradClip };
+}
