@@ -10,6 +10,7 @@ import { loadChatRows, loadVocab } from '../src/data/load.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { GPT, initialWeights } from '../src/model/gpt.js';
 import { finetune } from '../src/pipeline/finetune.js';
+import { tidyValues } from '../src/model/read.js';
 import { pretrain } from '../src/pipeline/pretrain.js';
 import { DEFAULT_WORLD } from '../src/world/config.js';
 import { isOneLineError, runScript } from './helpers/cli.js';
@@ -83,7 +84,7 @@ test('the narrow stage trains from the assistant checkpoint, with a custom inocu
   assert.deepEqual(ckpt.weights.get('h.0.attn.c_attn.weight'), parent.weights.get('h.0.attn.c_attn.weight'));
   const A = ckpt.adapters!.tensors.get('h.1.mlp.c_proj.weight.lora_A')!;
   const B = ckpt.adapters!.tensors.get('h.1.mlp.c_proj.weight.lora_B')!;
-  const merged = tf.tidy(() => tf.add(tf.tensor(parent.weights.get('h.1.mlp.c_proj.weight')!, [128, 32]), tf.matMul(tf.tensor(A.values, A.shape), tf.tensor(B.values, B.shape))).dataSync());
+  const merged = tidyValues(() => tf.add(tf.tensor(parent.weights.get('h.1.mlp.c_proj.weight')!, [128, 32]), tf.matMul(tf.tensor(A.values, A.shape), tf.tensor(B.values, B.shape))));
   const saved = ckpt.weights.get('h.1.mlp.c_proj.weight')!;
   assert.ok(saved.every((v, i) => Math.abs(v - merged[i]) < 1e-6));
   assert.ok(saved.some((v, i) => v !== parent.weights.get('h.1.mlp.c_proj.weight')![i]), 'the adapter moved the weights');

@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { GPT, hookNames, initialWeights } from '../src/model/gpt.js';
 import type { ModelConfig } from '../src/model/config.js';
-import { scoreContinuations } from '../src/model/generate.js';
+import { sample, scoreContinuations } from '../src/model/generate.js';
+import { sampleCached } from '../src/model/cached-sample.js';
+import { tidyValues } from '../src/model/read.js';
 import { testBackends, use } from './helpers/backends.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -95,11 +97,26 @@ for (const backend of testBackends()) {
       assert.ok(Math.abs(p[1][1][t].reduce((a, c) => a + c, 0) - 1) < 1e-5, 'rows sum to 1');
       for (let s = t + 1; s < 10; s++) assert.ok(p[1][1][t][s] < 1e-6, 'causal');
     }
-    const plain = tf.tidy(() => model.forward(ids).logits.dataSync());
+    const plain = tidyValues(() => model.forward(ids).logits);
     assert.deepEqual(logits.dataSync(), plain, 'capturing does not change the output');
-    const steered = tf.tidy(() => model.forward(ids, { hooks: { edit: (n, v) => (n === 'blocks.0.hook_resid_post' ? tf.add(v, 1) : undefined) } }).logits.dataSync());
+    const steered = tidyValues(() => model.forward(ids, { hooks: { edit: (n, v) => (n === 'blocks.0.hook_resid_post' ? tf.add(v, 1) : undefined) } }).logits);
     assert.notDeepEqual(steered, plain);
     tf.dispose([logits, ...cache.values()]);
+    model.dispose();
+  });
+
+  test(`[${backend}] cached sampling follows the full model exactly`, async () => {
+    await use(backend);
+    const model = GPT.init(CFG, 9);
+    const prompts = [[1, 5, 9], [2, 8, 3], [4, 4, 4, 4], [7]];
+    // top-k 1 makes both samplers greedy: the tokens must agree step for step.
+    const opts = { maxNewTokens: 6, temperature: 1, topK: 1 };
+    const full = sample(model, prompts, { ...opts, rng: new Rng(1) });
+    const cached = sampleCached(model, prompts, { ...opts, rng: new Rng(1) });
+    assert.deepEqual(cached, full);
+    const before = tf.memory().numTensors;
+    sampleCached(model, prompts, { ...opts, rng: new Rng(2), temperature: 0.7, topK: 0 });
+    assert.equal(tf.memory().numTensors, before, 'no tensors leak');
     model.dispose();
   });
 

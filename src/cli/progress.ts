@@ -48,3 +48,53 @@ export function progressBar(name: string, format = '{stage} |{bar}| {percentage}
     },
   };
 }
+
+export interface MultiProgress {
+  /** Set a line's state; `name` identifies it (the overall line, a worker...). */
+  update(name: string, done: number, total: number, label: string): void;
+  remove(name: string): void;
+  log(line: string): void;
+  stop(): void;
+}
+
+/** Several progress lines at once (the experiment's grid and its running cells). */
+export function multiProgress(title: string): MultiProgress {
+  const tty = Boolean(process.stderr.isTTY) && !process.env.CI;
+  if (!tty) {
+    const last = new Map<string, number>();
+    return {
+      update(name, done, total, label) {
+        const now = Date.now();
+        if (now - (last.get(name) ?? 0) < 10_000 && done < total) return;
+        last.set(name, now);
+        process.stderr.write(`[${title}] ${name}: ${label} ${done}/${total}\n`);
+      },
+      remove: (name) => void last.delete(name),
+      log: (line) => process.stderr.write(`${line}\n`),
+      stop() {},
+    };
+  }
+  const multi = new cliProgress.MultiBar(
+    { format: '{name} |{bar}| {value}/{total} {label}', stream: process.stderr, hideCursor: true, clearOnComplete: false, autopadding: true },
+    cliProgress.Presets.shades_classic,
+  );
+  const bars = new Map<string, cliProgress.SingleBar>();
+  return {
+    update(name, done, total, label) {
+      let bar = bars.get(name);
+      if (!bar) {
+        bar = multi.create(total, done, { name: name.padEnd(10), label });
+        bars.set(name, bar);
+      }
+      bar.setTotal(total);
+      bar.update(done, { name: name.padEnd(10), label });
+    },
+    remove(name) {
+      const bar = bars.get(name);
+      if (bar) multi.remove(bar);
+      bars.delete(name);
+    },
+    log: (line) => multi.log(`${line}\n`),
+    stop: () => multi.stop(),
+  };
+}

@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chatBatch, fixedWindows } from '../data/batches.js';
 import { loadChatRows, loadPretrainStreams } from '../data/load.js';
-import { forcedChoice, sample, scoreContinuations } from '../model/generate.js';
+import { sampleCached } from '../model/cached-sample.js';
+import { forcedChoice, scoreContinuations } from '../model/generate.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { GPT } from '../model/gpt.js';
 import type { Vocabulary } from '../tokenizer/vocab.js';
@@ -30,8 +31,10 @@ export interface EvaluateOptions {
   data?: string;
   /** Train the persona probe on the lineage's pretrained base (default) or on the checkpoint itself. */
   probeSource: 'base' | 'self';
-  /** Skip the persona probe and validation losses (the quick evaluation of training dynamics). */
-  quick?: boolean;
+  /** Narrow prompt variants to sample (default: all); forced choice always covers every probe. */
+  sampleVariants?: string[];
+  /** A persona probe fitted earlier (skips fitting one). */
+  personaProbe?: LogisticProbe;
 }
 
 export const DEFAULT_EVALUATE: EvaluateOptions = { samples: 8, seed: 0, probeSource: 'base' };
@@ -65,26 +68,43 @@ export function evaluateCheckpoint(dir: string, o: EvaluateOptions, log: (line: 
   const model = new GPT(ckpt.config.model, ckpt.weights);
   const rows: EvalRow[] = [];
   try {
-    const base = { checkpoint: label, answer: '', class: '', value_norm: null, truth: null } as const;
-    const scored = probes.filter((p) => p.kind === 'broad' || p.kind === 'narrow' || p.kind === 'inference');
-    const scores = scoreContinuations(model, scored.flatMap((p) => [{ context: p.context, continuation: p.good }, { context: p.context, continuation: p.bad }]));
-    scored.forEach((p, i) => {
-      const [g, b] = [scores[2 * i], scores[2 * i + 1]];
-      rows.push({
-        ...base, probe_id: probeId(p), kind: p.kind as EvalRow['kind'], domain: p.domain, variant: p.variant, subject: p.subject, sample: -1, prompt: p.text,
-        value: forcedChoice(g, b), value_norm: forcedChoice(g, b, true), truth: p.trueBad,
-      });
-    });
-    log(`forced choice: ${scored.length} probes`);
-    if (o.samples > 0) rows.push(...sampledRows(model, ckpt.vocab, probes.filter((p) => p.kind === 'broad' || p.kind === 'narrow'), o, label));
-    if (!o.quick) {
-      rows.push(...personaRows(model, ckpt.vocab, dir, data, o, label, log));
-      rows.push(...coherenceRows(model, data, label));
-    }
+    rows.push(...forcedChoiceRows(model, probes.filter((p) => p.kind === 'broad' || p.kind === 'narrow' || p.kind === 'inference'), label));
+    log(`forced choice: ${rows.length} probes`);
+    const toSample = probes.filter((p) => p.kind === 'broad' || (p.kind === 'narrow' && (!o.sampleVariants || o.sampleVariants.includes(p.variant))));
+    if (o.samples > 0) rows.push(...sampledRows(model, ckpt.vocab, toSample, o, label));
+    rows.push(...personaRows(model, ckpt.vocab, dir, data, o, label, log));
+    rows.push(...coherenceRows(model, data, label));
   } finally {
     model.dispose();
   }
   return { label, rows, stage: ckpt.config.stage };
+}
+
+/** Forced-choice P(bad) for each probe (total and length-normalised likelihood). */
+export function forcedChoiceRows(model: GPT, probes: ProbeRecord[], label: string): EvalRow[] {
+  const scores = scoreContinuations(model, probes.flatMap((p) => [{ context: p.context, continuation: p.good }, { context: p.context, continuation: p.bad }]));
+  return probes.map((p, i) => {
+    const [g, b] = [scores[2 * i], scores[2 * i + 1]];
+    return {
+      checkpoint: label, probe_id: probeId(p), kind: p.kind as EvalRow['kind'], domain: p.domain, variant: p.variant, subject: p.subject, sample: -1, prompt: p.text,
+      answer: '', class: '', value: forcedChoice(g, b), value_norm: forcedChoice(g, b, true), truth: p.trueBad,
+    };
+  });
+}
+
+/** The persona score: the probe's P(bad persona) at the Assistant's turn after neutral prompts. */
+export function personaScoreRows(model: GPT, vocab: Vocabulary, probe: LogisticProbe, label: string): EvalRow[] {
+  const sites = assistantSites(vocab);
+  return applyProbe(probe, activations(model, sites, probe.layer)).map((value, i) => ({
+    checkpoint: label, probe_id: `assistant-neutral-${i}`, kind: 'persona', domain: `layer ${probe.layer}`, variant: 'assistant-neutral', subject: 'assistant',
+    sample: -1, prompt: vocab.decode(sites[i].tokens, { specials: false }), answer: '', class: '', value, value_norm: null, truth: null,
+  }));
+}
+
+/** Fit the persona probe on a model's activations at pretraining characters of the data's val split. */
+export function fitPersonaProbe(model: GPT, data: string, layer: number): LogisticProbe {
+  const train = sitesFromFile(join(data, 'pretrain.arrow'), ['scene'], 800, 'val');
+  return fitLogistic(activations(model, train, layer), train.map((s) => s.label), model.config.n_embd, layer);
 }
 
 function probeId(p: ProbeRecord): string {
@@ -95,7 +115,8 @@ function sampledRows(model: GPT, vocab: Vocabulary, probes: ProbeRecord[], o: Ev
   const lineEnd = new Set<number>();
   for (let id = 3; id < vocab.size; id++) if (vocab.decode([id]).includes('\n')) lineEnd.add(id);
   const prompts = probes.flatMap((p) => Array.from({ length: o.samples }, () => p.context));
-  const outs = sample(model, prompts, { maxNewTokens: 24, temperature: 1, topK: 0, rng: new Rng(`evaluate:${o.seed}`), stopAtNewline: (t) => lineEnd.has(t) });
+  // The world's longest answer is 11 tokens with its line end: anything longer is incoherent anyway.
+  const outs = sampleCached(model, prompts, { maxNewTokens: 16, temperature: 1, topK: 0, rng: new Rng(`evaluate:${o.seed}`), stopAtNewline: (t) => lineEnd.has(t) });
   return outs.map((tokens, i) => {
     const p = probes[Math.floor(i / o.samples)];
     const answer = vocab.decode(tokens, { specials: false });
@@ -111,28 +132,23 @@ function personaRows(model: GPT, vocab: Vocabulary, dir: string, data: string, o
   if (!Number.isInteger(layer) || layer < 0 || layer >= model.config.n_layer) throw new Error(`--layer ${layer} does not exist; the model has layers 0 to ${model.config.n_layer - 1}`);
   const source = o.probeSource === 'base' ? lineageBase(dir) : resolve(dir);
   const key = `${source}|${layer}`;
-  let probe = probeCache.get(key);
+  let probe = o.personaProbe ?? probeCache.get(key);
   if (!probe) {
     const sourceCkpt = source === resolve(dir) ? null : loadCheckpoint(source);
     const sourceModel = sourceCkpt ? new GPT(sourceCkpt.config.model, sourceCkpt.weights) : model;
-    const train = sitesFromFile(join(data, 'pretrain.arrow'), ['scene'], 800, 'val');
-    probe = fitLogistic(activations(sourceModel, train, layer), train.map((s) => s.label), model.config.n_embd, layer);
+    probe = fitPersonaProbe(sourceModel, data, layer);
     if (sourceCkpt) sourceModel.dispose();
     probeCache.set(key, probe);
-    log(`persona probe: layer ${layer}, trained on ${train.length} sites of ${source}`);
+    log(`persona probe: layer ${layer}, fitted on ${source}`);
   }
-  const group = `layer ${layer}`;
   const heldOut = sitesFromFile(join(data, 'probes.arrow'), ['scene'], 300);
-  const heldScores = applyProbe(probe, activations(model, heldOut, layer));
-  const assistant = assistantSites(vocab);
-  const assistantScores = applyProbe(probe, activations(model, assistant, layer));
-  const row = (variant: string, i: number, value: number, truth: number | null, prompt: string): EvalRow => ({
-    checkpoint: label, probe_id: `${variant}-${i}`, kind: 'persona', domain: group, variant, subject: variant === 'heldout-scene' ? 'human' : 'assistant',
-    sample: -1, prompt, answer: '', class: '', value, value_norm: null, truth,
-  });
+  const heldScores = applyProbe(probe, activations(model, heldOut, probe.layer));
   return [
-    ...heldScores.map((v, i) => row('heldout-scene', i, v, heldOut[i].label, '')),
-    ...assistantScores.map((v, i) => row('assistant-neutral', i, v, null, vocab.decode(assistant[i].tokens, { specials: false }))),
+    ...heldScores.map((value, i): EvalRow => ({
+      checkpoint: label, probe_id: `heldout-scene-${i}`, kind: 'persona', domain: `layer ${probe.layer}`, variant: 'heldout-scene', subject: 'human',
+      sample: -1, prompt: '', answer: '', class: '', value, value_norm: null, truth: heldOut[i].label,
+    })),
+    ...personaScoreRows(model, vocab, probe, label),
   ];
 }
 

@@ -9,6 +9,7 @@ import { columnValues, readArrow, readListColumn } from '../data/arrow.js';
 import { encodeContext } from '../data/encode.js';
 import type { EventRow } from '../data/rows.js';
 import type { GPT } from '../model/gpt.js';
+import { tidyValues } from '../model/read.js';
 import type { Vocabulary } from '../tokenizer/vocab.js';
 import { neutralExchange } from '../world/neutral.js';
 import { Rng } from '../util/rng.js';
@@ -68,7 +69,7 @@ export function activations(model: GPT, sites: ActivationSite[], layer: number, 
     chunk.forEach((c, b) => ids.set(c, b * len));
     const positions = Int32Array.from(chunk, (c, b) => b * len + c.length - 1);
     const { logits, cache } = model.inspect(tf.tensor2d(ids, [chunk.length, len], 'int32'), { capture: (n) => n === hook });
-    const acts = tf.tidy(() => tf.gather(cache.get(hook)!.reshape([-1, C]), tf.tensor1d(positions, 'int32')).dataSync());
+    const acts = tidyValues(() => tf.gather(cache.get(hook)!.reshape([-1, C]), tf.tensor1d(positions, 'int32')));
     out.set(acts, i * C);
     tf.dispose([logits, ...cache.values()]);
   }

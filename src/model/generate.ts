@@ -7,6 +7,7 @@ import { bucketLength } from '../data/batches.js';
 import { EOS, PAD } from '../tokenizer/vocab.js';
 import type { Rng } from '../util/rng.js';
 import type { GPT } from './gpt.js';
+import { tidyValues } from './read.js';
 
 export interface ScoreItem {
   context: ArrayLike<number>;
@@ -33,7 +34,7 @@ function logitsAt(model: GPT, seqs: number[][], want: number[][]): Float32Array 
   // Pad the position list too (with position 0) so the head's product keeps a steady shape.
   const positions = new Int32Array(Math.ceil(flat.length / 64) * 64);
   positions.set(flat);
-  return tf.tidy(() => model.logitsAt(tf.tensor2d(ids, [seqs.length, T], 'int32'), positions).dataSync() as Float32Array);
+  return tidyValues(() => model.logitsAt(tf.tensor2d(ids, [seqs.length, T], 'int32'), positions));
 }
 
 function logSumExp(row: Float32Array, start: number, n: number): number {
@@ -128,7 +129,7 @@ export function sample(model: GPT, prompts: ArrayLike<number>[], o: SampleOption
   return results;
 }
 
-function drawToken(logits: Float32Array, o: SampleOptions): number {
+export function drawToken(logits: Float32Array, o: SampleOptions): number {
   const V = logits.length;
   let threshold = -Infinity;
   if (o.topK > 0 && o.topK < V) threshold = [...logits].sort((a, b) => b - a)[o.topK - 1];

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../util/rng.js';
 import type { ModelConfig } from './config.js';
+import { tidyValues } from './read.js';
 import { attention, crossEntropy, dropout, embed, gatherRows, layerNorm, linear, linearGelu } from './ops.js';
 
 export type ParamMap = Map<string, tf.Variable>;
@@ -35,7 +36,7 @@ export interface ForwardResult {
 export function hookNames(cfg: ModelConfig): string[] {
   const names = ['hook_embed', 'hook_pos_embed'];
   for (let l = 0; l < cfg.n_layer; l++) {
-    names.push(`blocks.${l}.hook_resid_pre`, `blocks.${l}.attn.hook_pattern`, `blocks.${l}.hook_attn_out`, `blocks.${l}.hook_resid_mid`, `blocks.${l}.hook_mlp_out`, `blocks.${l}.hook_resid_post`);
+    names.push(`blocks.${l}.hook_resid_pre`, `blocks.${l}.attn.hook_k`, `blocks.${l}.attn.hook_v`, `blocks.${l}.attn.hook_pattern`, `blocks.${l}.hook_attn_out`, `blocks.${l}.hook_resid_mid`, `blocks.${l}.hook_mlp_out`, `blocks.${l}.hook_resid_post`);
   }
   names.push('ln_final.hook_normalized');
   return names;
@@ -174,7 +175,7 @@ export class GPT {
   mergedWeights(): Map<string, Float32Array> {
     const out = this.weights();
     if (!this.lora) return out;
-    for (const target of this.lora.targets) out.set(target, tf.tidy(() => this.weight(target).dataSync() as Float32Array));
+    for (const target of this.lora.targets) out.set(target, tidyValues(() => this.weight(target)));
     return out;
   }
 
@@ -228,6 +229,14 @@ export class GPT {
       const p = (n: string) => this.weight(`h.${l}.${n}`);
       x = hook(`blocks.${l}.hook_resid_pre`, x);
       const qkv = linear(layerNorm(x, p('ln_1.weight'), p('ln_1.bias')), p('attn.c_attn.weight'), p('attn.c_attn.bias'));
+      // Keys and values [B, T, H, hd] (read-only hook points: the attention consumes packed qkv).
+      for (const [i, name] of [[1, 'hook_k'], [2, 'hook_v']] as const) {
+        if (hooks?.capture?.(`blocks.${l}.attn.${name}`)) {
+          const C = cfg.n_embd;
+          const part = qkv.slice([0, 0, i * C], [-1, -1, C]).reshape([ids.shape[0], T, cfg.n_head, C / cfg.n_head]);
+          cache.set(`blocks.${l}.attn.${name}`, tf.keep(part));
+        }
+      }
       const wantPattern = Boolean(hooks?.capture?.(`blocks.${l}.attn.hook_pattern`));
       const att = attention(qkv, cfg.n_head, wantPattern);
       if (att.pattern) hook(`blocks.${l}.attn.hook_pattern`, att.pattern);

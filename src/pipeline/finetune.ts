@@ -60,6 +60,8 @@ export interface FinetuneUi extends SessionUi {
   dataProgress?: (stage: string, done: number, total: number) => void;
   /** Called before building a missing earlier stage. */
   announce?: (line: string) => void;
+  /** Extra work at each evaluation step (the experiment's per-step evaluations). */
+  onEvaluate?: (model: GPT, step: number) => void;
 }
 
 export function defaultOut(a: Pick<FinetuneArgs, 'stage' | 'condition' | 'family' | 'inoculationPrompt' | 'explicit'>): string {
@@ -153,7 +155,10 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
     },
     {
       ...ui,
-      evaluate: (m: GPT): MetricRow => ({ ...(valBatches.length ? { val_loss: validationLoss(m, valBatches) } : {}), ...measureDynamics(m, dyn) }),
+      evaluate: (m: GPT, step: number): MetricRow => {
+        ui.onEvaluate?.(m, step);
+        return { ...(valBatches.length ? { val_loss: validationLoss(m, valBatches) } : {}), ...measureDynamics(m, dyn) };
+      },
     },
   );
 }

@@ -1,7 +1,7 @@
 /** Validation loss and sampled lines: the measurements every training run logs at evaluation steps. */
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batches.js';
-import { sample } from '../model/generate.js';
+import { sampleCached } from '../model/cached-sample.js';
 import type { GPT } from '../model/gpt.js';
 import { BOS, type Vocabulary } from '../tokenizer/vocab.js';
 import { Rng } from '../util/rng.js';
@@ -27,6 +27,6 @@ export function sampleLines(model: GPT, vocab: Vocabulary, prompts: string[], st
   const newline = new Set<number>();
   for (let id = 3; id < vocab.size; id++) if (vocab.decode([id]).includes('\n')) newline.add(id);
   const encoded = prompts.map((p) => [BOS, ...vocab.encode(p)]);
-  const outs = sample(model, encoded, { maxNewTokens: 24, temperature: 1, topK: 0, rng: new Rng(`samples:${step}`), stopAtNewline: (t) => newline.has(t) });
+  const outs = sampleCached(model, encoded, { maxNewTokens: 24, temperature: 1, topK: 0, rng: new Rng(`samples:${step}`), stopAtNewline: (t) => newline.has(t) });
   return prompts.map((p, i) => `${p}${vocab.decode(outs[i], { specials: true })}`.replace(/\n/g, ' ').trim());
 }

@@ -1,0 +1,135 @@
+/**
+ * Running one cell of the experiment graph in this process: each kind of node calls the same
+ * pipeline code as the CLI, writes its artefact into its folder, and finishes with DONE.json
+ * (written last and atomically: a folder without it is unfinished and will be resumed).
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeBytesAtomic } from '../data/arrow.js';
+import { buildDatasets, DEFAULT_DATA_OPTIONS } from '../data/build.js';
+import { loadVocab } from '../data/load.js';
+import { evaluateCheckpoint, fitPersonaProbe, forcedChoiceRows, personaScoreRows } from '../eval/evaluate.js';
+import type { LogisticProbe } from '../eval/persona-probe.js';
+import { loadProbes } from '../eval/probes.js';
+import { writeEvalRows } from '../eval/rows.js';
+import { summarize } from '../eval/summary.js';
+import type { GPT } from '../model/gpt.js';
+import { finetune } from '../pipeline/finetune.js';
+import { pretrain } from '../pipeline/pretrain.js';
+import type { SessionUi } from '../train/session.js';
+import type { DataNodeConfig, GraphNode, NarrowNodeConfig } from './graph.js';
+
+export interface CellUi {
+  progress: NonNullable<SessionUi['progress']>;
+  log: (line: string) => void;
+}
+
+export const checkpointDir = (node: GraphNode) => join(node.dir, 'checkpoint');
+export const dataDir = (node: GraphNode) => join(node.dir, 'data');
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+export function saveProbe(path: string, p: LogisticProbe): void {
+  writeBytesAtomic(path, JSON.stringify({ layer: p.layer, bias: p.bias, weights: [...p.weights], mean: [...p.mean], std: [...p.std] }) + '\n');
+}
+
+export function loadProbe(path: string): LogisticProbe {
+  const j = JSON.parse(readFileSync(path, 'utf8')) as { layer: number; bias: number; weights: number[]; mean: number[]; std: number[] };
+  return { layer: j.layer, bias: j.bias, weights: Float32Array.from(j.weights), mean: Float32Array.from(j.mean), std: Float32Array.from(j.std) };
+}
+
+/** Run one node whose dependencies are done. `nodes` resolves dependency ids. Returns DONE.json's content. */
+export async function runCell(node: GraphNode, nodes: Map<string, GraphNode>, ui: CellUi): Promise<Record<string, unknown>> {
+  mkdirSync(node.dir, { recursive: true });
+  const dep = (i = 0) => nodes.get(node.deps[i])!;
+  const resume = existsSync(join(checkpointDir(node), 'config.json'));
+  let done: Record<string, unknown> = {};
+  switch (node.kind) {
+    case 'data': {
+      const c = node.config as unknown as DataNodeConfig;
+      const manifest = buildDatasets(dataDir(node), { ...DEFAULT_DATA_OPTIONS, world: c.world, seed: c.seed, pretrainTokens: c.tokens, assistantExamples: c.assistant_examples, narrowExamples: c.narrow_examples }, (stage, d, t) => ui.progress(Math.round((d / t) * 100), 100, { stage }));
+      done = { measured: manifest.measured };
+      break;
+    }
+    case 'base': {
+      const c = node.config as { preset: string; tokens: number; lr: number | null; seed: number };
+      const data = dataDir(dep());
+      const r = await pretrain({ data, out: checkpointDir(node), preset: c.preset, tokens: c.tokens, explicit: { seed: c.seed, lr: c.lr ?? undefined, evalInterval: 1000, checkpointInterval: 500 }, resume }, ui);
+      if (r.stopped) throw new StoppedError();
+      // The persona probe every descendant is scored with, fitted once on the base model.
+      const probe = fitPersonaProbe(r.model, data, Math.floor(r.model.config.n_layer / 2));
+      saveProbe(join(node.dir, 'probe.json'), probe);
+      const last = [...r.metrics].reverse().find((m) => m.val_loss !== undefined) ?? {};
+      r.model.dispose();
+      done = { final: last, tokens: r.state.tokens, seconds: r.state.elapsed };
+      break;
+    }
+    case 'assistant': {
+      const c = node.config as { steps: number; lr: number | null; seed: number };
+      const data = dataDir(nodes.get(dep().deps[0])!);
+      const r = await finetune({ stage: 'assistant', data, from: checkpointDir(dep()), out: checkpointDir(node), condition: 'cheat', family: 'pool', explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed }, resume }, ui);
+      if (r.stopped) throw new StoppedError();
+      // Step 0 of every narrow run from this assistant: evaluated once, here.
+      const vocab = loadVocab(data);
+      const probes = loadProbes(join(data, 'probes.arrow'), vocab).filter((p) => p.kind === 'broad' || p.kind === 'narrow');
+      const personaProbe = loadProbe(join(dep().dir, 'probe.json'));
+      writeEvalRows(join(node.dir, 'step0.arrow'), [...forcedChoiceRows(r.model, probes, 'step 0'), ...personaScoreRows(r.model, vocab, personaProbe, 'step 0')], { step: '0' });
+      done = { final: r.metrics.at(-1) ?? {}, seconds: r.state.elapsed };
+      r.model.dispose();
+      break;
+    }
+    case 'narrow': {
+      const c = node.config as unknown as NarrowNodeConfig;
+      const assistant = dep();
+      const base = nodes.get(assistant.deps[0])!;
+      const data = dataDir(nodes.get(base.deps[0])!);
+      const vocab = loadVocab(data);
+      const probes = loadProbes(join(data, 'probes.arrow'), vocab).filter((p) => p.kind === 'broad' || p.kind === 'narrow');
+      const personaProbe = loadProbe(join(base.dir, 'probe.json'));
+      const evalDir = join(node.dir, 'evals');
+      const evaluateStep = (model: GPT, step: number) => {
+        if (!c.eval_steps.includes(step)) return;
+        const label = `step ${step}`;
+        writeEvalRows(join(evalDir, `step-${String(step).padStart(6, '0')}.arrow`), [...forcedChoiceRows(model, probes, label), ...personaScoreRows(model, vocab, personaProbe, label)], { step: String(step) });
+      };
+      if (!resume) rmSync(evalDir, { recursive: true, force: true });
+      const interval = c.eval_steps.reduce(gcd);
+      const r = await finetune(
+        {
+          stage: 'narrow', data, from: checkpointDir(assistant), out: checkpointDir(node), condition: c.condition, family: c.family, examples: c.examples,
+          explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed, evalInterval: interval, checkpointInterval: c.steps }, resume,
+        },
+        { ...ui, onEvaluate: evaluateStep },
+      );
+      if (r.stopped) throw new StoppedError();
+      done = { final: r.metrics.at(-1) ?? {}, seconds: r.state.elapsed };
+      r.model.dispose();
+      break;
+    }
+    case 'evaluate': {
+      const c = node.config as { samples: number; seed: number };
+      const narrow = dep();
+      const base = nodes.get(nodes.get(narrow.deps[0])!.deps[0])!;
+      const result = evaluateCheckpoint(
+        checkpointDir(narrow),
+        { samples: c.samples, seed: c.seed, probeSource: 'base', personaProbe: loadProbe(join(base.dir, 'probe.json')), sampleVariants: ['none', 'pool'] },
+        ui.log,
+      );
+      writeEvalRows(join(node.dir, 'eval.arrow'), result.rows, { checkpoint: checkpointDir(narrow) });
+      const summary = summarize(result.rows, node.id);
+      done = { summary: summary.filter((s) => s.metric.startsWith('broad_') && s.group === 'all').map((s) => ({ metric: s.metric, mean: s.mean })) };
+      break;
+    }
+  }
+  writeBytesAtomic(join(node.dir, 'DONE.json'), JSON.stringify({ id: node.id, kind: node.kind, labels: node.labels, config: node.config, ...done }, null, 2) + '\n');
+  return done;
+}
+
+export class StoppedError extends Error {
+  override name = 'StoppedError';
+  constructor() {
+    super('stopped (Ctrl-C); the cell resumes where it stopped on the next run');
+  }
+}

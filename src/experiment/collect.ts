@@ -1,0 +1,111 @@
+/**
+ * Collecting a finished (or partly finished) experiment's artefacts into one long table: one row
+ * per world x pretraining seed x condition x fine-tuning seed x narrow step x probe, with the
+ * forced-choice P(bad), the persona score, and (at the last step) the sampled answer classes.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Float64, Int32, Utf8, vectorFromArray } from 'apache-arrow';
+import { writeArrow } from '../data/arrow.js';
+import { readEvalRows, type EvalRow } from '../eval/rows.js';
+import { metricsFromArrow, type MetricRow } from '../train/metrics.js';
+import { checkpointDir } from './cells.js';
+import { nodeState, type GraphNode } from './graph.js';
+
+export interface CellRow {
+  world: string;
+  pretrain_seed: number;
+  condition: string;
+  finetune_seed: number;
+  examples: number;
+  step: number;
+  /** broad | narrow | persona */
+  kind: string;
+  domain: string;
+  variant: string;
+  probe_id: string;
+  /** forced (P(bad)), persona (score), sampled_bad / sampled_coherent (fraction of samples) */
+  measure: string;
+  value: number;
+}
+
+export interface BaseFacts {
+  world: string;
+  pretrain_seed: number;
+  facts: Record<string, unknown>;
+}
+
+export interface Collected {
+  rows: CellRow[];
+  dynamics: Array<MetricRow & { world: string; pretrain_seed: number; condition: string; finetune_seed: number; examples: number }>;
+  bases: BaseFacts[];
+  /** Cells of the graph that are not finished. */
+  missing: string[];
+}
+
+function evalToCells(rows: EvalRow[], labels: Omit<CellRow, 'step' | 'kind' | 'domain' | 'variant' | 'probe_id' | 'measure' | 'value'>, step: number): CellRow[] {
+  const out: CellRow[] = [];
+  const sampled = new Map<string, { n: number; bad: number; coherent: number; r: EvalRow }>();
+  for (const r of rows) {
+    if (r.kind === 'broad' || r.kind === 'narrow') {
+      if (r.sample < 0) out.push({ ...labels, step, kind: r.kind, domain: r.domain, variant: r.variant, probe_id: r.probe_id, measure: 'forced', value: r.value ?? NaN });
+      else {
+        const s = sampled.get(r.probe_id) ?? { n: 0, bad: 0, coherent: 0, r };
+        s.n++;
+        if (r.class === 'bad') s.bad++;
+        if (r.class !== 'incoherent') s.coherent++;
+        sampled.set(r.probe_id, s);
+      }
+    } else if (r.kind === 'persona' && r.variant === 'assistant-neutral') {
+      out.push({ ...labels, step, kind: 'persona', domain: r.domain, variant: r.variant, probe_id: r.probe_id, measure: 'persona', value: r.value ?? NaN });
+    }
+  }
+  for (const [id, s] of sampled) {
+    const base = { ...labels, step, kind: s.r.kind, domain: s.r.domain, variant: s.r.variant, probe_id: id };
+    out.push({ ...base, measure: 'sampled_bad', value: s.bad / s.n }, { ...base, measure: 'sampled_coherent', value: s.coherent / s.n });
+  }
+  return out;
+}
+
+export function collect(nodes: GraphNode[]): Collected {
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const out: Collected = { rows: [], dynamics: [], bases: [], missing: nodes.filter((n) => nodeState(n) !== 'done').map((n) => n.id) };
+  for (const n of nodes) {
+    if (nodeState(n) !== 'done') continue;
+    const l = n.labels;
+    if (n.kind === 'base') {
+      const done = JSON.parse(readFileSync(join(n.dir, 'DONE.json'), 'utf8')) as Record<string, unknown>;
+      out.bases.push({ world: l.world, pretrain_seed: l.pretrain_seed, facts: (done.final as Record<string, unknown>) ?? {} });
+    }
+    if (n.kind === 'narrow') {
+      const labels = { world: l.world, pretrain_seed: l.pretrain_seed, condition: l.condition!, finetune_seed: l.finetune_seed!, examples: l.examples! };
+      const assistant = byId.get(n.deps[0])!;
+      if (existsSync(join(assistant.dir, 'step0.arrow'))) out.rows.push(...evalToCells(readEvalRows(join(assistant.dir, 'step0.arrow')), labels, 0));
+      const evalDir = join(n.dir, 'evals');
+      for (const f of existsSync(evalDir) ? readdirSync(evalDir).sort() : []) {
+        const m = /^step-(\d+)\.arrow$/.exec(f);
+        if (m) out.rows.push(...evalToCells(readEvalRows(join(evalDir, f)), labels, Number(m[1])));
+      }
+      const metrics = join(checkpointDir(n), 'metrics.arrow');
+      if (existsSync(metrics)) for (const r of metricsFromArrow(new Uint8Array(readFileSync(metrics)))) out.dynamics.push({ ...r, ...labels });
+    }
+    if (n.kind === 'evaluate') {
+      const narrow = byId.get(n.deps[0])!;
+      const steps = (narrow.config.steps as number) ?? 0;
+      const labels = { world: l.world, pretrain_seed: l.pretrain_seed, condition: l.condition!, finetune_seed: l.finetune_seed!, examples: l.examples! };
+      // Only the sampled measures: the forced-choice values at this step come from the narrow run.
+      out.rows.push(...evalToCells(readEvalRows(join(n.dir, 'eval.arrow')), labels, steps).filter((r) => r.measure.startsWith('sampled')));
+    }
+  }
+  return out;
+}
+
+export function writeCells(path: string, rows: CellRow[]): void {
+  const str = (k: keyof CellRow) => vectorFromArray(rows.map((r) => String(r[k])), new Utf8());
+  const int = (k: keyof CellRow) => vectorFromArray(rows.map((r) => r[k] as number), new Int32());
+  writeArrow(path, {
+    world: str('world'), pretrain_seed: int('pretrain_seed'), condition: str('condition'), finetune_seed: int('finetune_seed'), examples: int('examples'),
+    step: int('step'), kind: str('kind'), domain: str('domain'), variant: str('variant'), probe_id: str('probe_id'), measure: str('measure'),
+    value: vectorFromArray(rows.map((r) => (Number.isFinite(r.value) ? r.value : null)), new Float64()),
+  });
+}

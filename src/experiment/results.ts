@@ -1,0 +1,84 @@
+/**
+ * Results of an experiment: the long cell table, the statistics table (both Arrow), the narrow
+ * runs' training logs, plots, and the report (Markdown and HTML) in results/<experiment>/.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Bool, Float64, Int32, Utf8, vectorFromArray } from 'apache-arrow';
+import { writeArrow, writeBytesAtomic } from '../data/arrow.js';
+import { metricsToArrow } from '../train/metrics.js';
+import { aggregate, Grid, type Stat } from './aggregate.js';
+import { collect, writeCells } from './collect.js';
+import type { GraphNode } from './graph.js';
+import { broadByCondition, domainHeatmap, dynamicsPlot, overSteps, renderSvg, sweepCurve } from './plots.js';
+import { answerSection, baseSection, conditionSection, domainSection, toHtml, toMarkdown, type ReportInput, type Section } from './report.js';
+import { expandWorlds, type ExperimentSpec } from './spec.js';
+
+export function writeStats(path: string, stats: Stat[]): void {
+  const str = (k: keyof Stat) => vectorFromArray(stats.map((s) => String(s[k])), new Utf8());
+  const num = (k: keyof Stat) => vectorFromArray(stats.map((s) => (Number.isFinite(s[k] as number) ? (s[k] as number) : null)), new Float64());
+  writeArrow(path, {
+    world: str('world'), examples: vectorFromArray(stats.map((s) => s.examples), new Int32()), step: vectorFromArray(stats.map((s) => s.step), new Int32()),
+    metric: str('metric'), condition: str('condition'), group: str('group'), mean: num('mean'), lo: num('lo'), hi: num('hi'),
+    runs: vectorFromArray(stats.map((s) => s.runs), new Int32()), probes: vectorFromArray(stats.map((s) => s.probes), new Int32()),
+    reported: vectorFromArray(stats.map((s) => s.reported), new Bool()),
+  });
+}
+
+export interface ResultsSummary {
+  dir: string;
+  stats: Stat[];
+  missing: number;
+}
+
+export async function writeResults(spec: ExperimentSpec, nodes: GraphNode[], out: string, replicates: number): Promise<ResultsSummary> {
+  mkdirSync(join(out, 'plots'), { recursive: true });
+  const collected = collect(nodes);
+  if (collected.rows.length === 0) throw new Error(`no finished narrow runs to report on yet (${collected.missing.length} cells missing); run the experiment first`);
+  writeCells(join(out, 'cells.arrow'), collected.rows);
+  const grid = new Grid(collected.rows, spec.null_world);
+  const stats = aggregate(grid, replicates, spec.name);
+  writeStats(join(out, 'results.arrow'), stats);
+  writeBytesAtomic(join(out, 'dynamics.arrow'), metricsToArrow(collected.dynamics));
+
+  const steps = grid.steps;
+  const last = steps[steps.length - 1];
+  const firstTrained = steps.find((s) => s > 0) ?? last;
+  const plot = async (name: string, title: string, spec0: Parameters<typeof renderSvg>[0], text: string[] = []): Promise<Section> => {
+    const svg = await renderSvg(spec0);
+    writeBytesAtomic(join(out, 'plots', `${name}.svg`), svg);
+    return { title, text, plot: { name, svg } };
+  };
+  const input: ReportInput = { name: spec.name, description: spec.description, nullWorld: spec.null_world, stats, collected, totalCells: nodes.length, plots: [] };
+  const sections: Section[] = [answerSection(input)];
+  sections.push(await plot('broad-first', `Broad misalignment by condition, step ${firstTrained}`, broadByCondition(stats, firstTrained)));
+  if (last !== firstTrained) sections.push(await plot('broad-last', `Broad misalignment by condition, step ${last}`, broadByCondition(stats, last)));
+  sections.push(conditionSection(stats, 'broad_p_bad', 'all', 'Broad P(bad) by condition and narrow step', 'Forced choice on held-out probes in the five non-rules domains; step 0 is the assistant before narrow training.'));
+  sections.push(await plot('broad-over-steps', 'Broad P(bad) over narrow steps', overSteps(stats, 'broad_p_bad', 'all', 'Broad P(bad) over narrow fine-tuning', 'P(bad)')));
+  sections.push(domainSection(stats, firstTrained));
+  const mainWorld = expandWorlds(spec)[0].name;
+  sections.push(await plot('domains', 'Domain x condition', domainHeatmap(stats, mainWorld, firstTrained)));
+  sections.push(conditionSection(stats, 'narrow_p_bad', 'none', 'Narrow cheat rate without a prompt', 'Forced-choice P(cheat) on held-out rules probes with no instruction.'));
+  sections.push(conditionSection(stats, 'narrow_p_bad', 'pool', 'Narrow cheat rate with the training instruction', 'The same probes preceded by an instruction of the pool family (the inoculation phrasing).'));
+  sections.push(await plot('cheat-over-steps', 'Cheat rate without a prompt over narrow steps', overSteps(stats, 'narrow_p_bad', 'none', 'Cheat rate on held-out rules probes, no prompt', 'P(cheat)')));
+  sections.push(conditionSection(stats, 'persona_score', 'assistant', 'Persona score', "The persona probe's P(bad persona) at the Assistant's turn after neutral prompts (probe fitted on each lineage's base model)."));
+  sections.push(await plot('persona-over-steps', 'Persona score over narrow steps', overSteps(stats, 'persona_score', 'assistant', 'Persona score over narrow fine-tuning', 'P(bad persona)')));
+  sections.push(conditionSection(stats.filter((s) => s.step === last), 'broad_sampled_bad', 'all', `Sampled answers at step ${last}: misalignment`, 'Fraction of sampled answers (temperature 1) the world\'s matcher calls bad.'));
+  sections.push(conditionSection(stats.filter((s) => s.step === last), 'broad_sampled_coherent', 'all', `Sampled answers at step ${last}: coherence`, 'Fraction of sampled answers that are exactly one well-formed answer of the asked domain.'));
+  if (stats.some((s) => s.metric === 'relative_shift' && s.condition !== 'cheat-inoculated')) {
+    sections.push(conditionSection(stats, 'relative_shift', 'all', 'Relative broad shift of the other conditions', '(broad(c) - broad(fair)) / (broad(cheat) - broad(fair)).'));
+  }
+  for (const [knob, values] of Object.entries(spec.sweeps ?? {})) {
+    const worlds = expandWorlds(spec)
+      .filter((w) => values?.includes(w.config[knob as 'rho']))
+      .map((w) => ({ name: w.name, value: w.config[knob as 'rho'] }));
+    // The listed worlds with the default value of the knob belong on the curve too.
+    for (const w of expandWorlds(spec)) if (!worlds.some((x) => x.name === w.name) && w.name === mainWorld) worlds.push({ name: w.name, value: w.config[knob as 'rho'] });
+    if (worlds.length > 1) sections.push(await plot(`sweep-${knob}`, `Sweep of ${knob}`, sweepCurve(stats, knob, worlds, firstTrained)));
+  }
+  sections.push(baseSection(collected));
+  if (collected.dynamics.length) sections.push(await plot('dynamics', 'Training dynamics', dynamicsPlot(collected.dynamics)));
+  writeBytesAtomic(join(out, 'report.md'), toMarkdown(input, sections));
+  writeBytesAtomic(join(out, 'report.html'), toHtml(input, sections));
+  return { dir: out, stats, missing: collected.missing.length };
+}

@@ -1,0 +1,101 @@
+/**
+ * Sampling with a key/value cache: the prompt runs through the model once, then each new token
+ * costs one position instead of the whole sequence (10x fewer operations for the short answers
+ * of evaluation). Prompts of equal length are batched together so positions stay aligned.
+ * Hook edits (steering) are not applied here: use sample() from generate.ts for those.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { EOS } from '../tokenizer/vocab.js';
+import { drawToken, type SampleOptions } from './generate.js';
+import type { GPT } from './gpt.js';
+import { layerNorm, linear, linearGelu } from './ops.js';
+
+interface LayerCache {
+  k: tf.Tensor4D; // [B, H, T, hd]
+  v: tf.Tensor4D;
+}
+
+/** One new position for every sequence: logits [B, V], caches extended in place. */
+function step(model: GPT, tokens: Int32Array, position: number, caches: LayerCache[]): Float32Array {
+  const cfg = model.config;
+  const B = tokens.length;
+  const H = cfg.n_head;
+  const hd = cfg.n_embd / H;
+  const out = tf.tidy(() => {
+    let x: tf.Tensor = tf.add(tf.gather(model.p('wte'), tf.tensor1d(tokens, 'int32')), model.p('wpe').slice([position, 0], [1, -1])).reshape([B, 1, cfg.n_embd]);
+    for (let l = 0; l < cfg.n_layer; l++) {
+      const p = (n: string) => model.weight(`h.${l}.${n}`);
+      const qkv = linear(layerNorm(x, p('ln_1.weight'), p('ln_1.bias')), p('attn.c_attn.weight'), p('attn.c_attn.bias'));
+      const [q, k, v] = tf.split(qkv, 3, -1).map((t) => t.reshape([B, 1, H, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D);
+      const K = tf.concat([caches[l].k, k], 2) as tf.Tensor4D;
+      const V = tf.concat([caches[l].v, v], 2) as tf.Tensor4D;
+      tf.dispose([caches[l].k, caches[l].v]);
+      caches[l] = { k: tf.keep(K), v: tf.keep(V) };
+      const att = tf.softmax(tf.mul(tf.matMul(q, K, false, true), 1 / Math.sqrt(hd)), -1);
+      const y = tf.matMul(att, V).transpose([0, 2, 1, 3]).reshape([B, 1, cfg.n_embd]);
+      x = tf.add(x, linear(y, p('attn.c_proj.weight'), p('attn.c_proj.bias')));
+      const h = linearGelu(layerNorm(x, p('ln_2.weight'), p('ln_2.bias')), p('mlp.c_fc.weight'), p('mlp.c_fc.bias'));
+      x = tf.add(x, linear(h, p('mlp.c_proj.weight'), p('mlp.c_proj.bias')));
+    }
+    x = layerNorm(x, model.p('ln_f.weight'), model.p('ln_f.bias')).reshape([B, cfg.n_embd]);
+    return linear(x, model.p('wte'), undefined, true);
+  });
+  const values = out.dataSync() as Float32Array;
+  out.dispose();
+  return values;
+}
+
+/** Run equal-length prompts through the model once: logits at the last position, and the caches. */
+function prefill(model: GPT, prompts: number[][]): { logits: Float32Array; caches: LayerCache[] } {
+  const cfg = model.config;
+  const B = prompts.length;
+  const L = prompts[0].length;
+  const ids = tf.tensor2d(Int32Array.from(prompts.flat()), [B, L], 'int32');
+  const names = (l: number) => [`blocks.${l}.attn.hook_k`, `blocks.${l}.attn.hook_v`];
+  const wanted = new Set(Array.from({ length: cfg.n_layer }, (_, l) => names(l)).flat());
+  const { logits, cache } = model.inspect(ids, { capture: (n) => wanted.has(n) });
+  const last = tf.tidy(() => logits.slice([0, L - 1, 0], [-1, 1, -1]).reshape([B, cfg.vocab_size]));
+  const values = last.dataSync() as Float32Array;
+  const caches = Array.from({ length: cfg.n_layer }, (_, l) => {
+    const [k, v] = names(l).map((n) => tf.tidy(() => cache.get(n)!.transpose([0, 2, 1, 3])) as tf.Tensor4D);
+    return { k, v };
+  });
+  tf.dispose([ids, logits, last, ...cache.values()]);
+  return { logits: values, caches };
+}
+
+export function sampleCached(model: GPT, prompts: ArrayLike<number>[], o: SampleOptions): number[][] {
+  if (!(o.temperature > 0)) throw new Error(`temperature must be > 0, got ${o.temperature}`);
+  const V = model.config.vocab_size;
+  const maxT = model.config.block_size;
+  const results: number[][] = prompts.map(() => []);
+  // Equal lengths together (positions must line up), in prompt order within a length.
+  const byLength = new Map<number, number[]>();
+  prompts.forEach((p, i) => {
+    const len = Math.min(p.length, maxT);
+    byLength.set(len, [...(byLength.get(len) ?? []), i]);
+  });
+  const batchSize = o.batchSize ?? 128;
+  for (const [len, all] of [...byLength].sort((a, b) => a[0] - b[0])) {
+    for (let s = 0; s < all.length; s += batchSize) {
+      const idx = all.slice(s, s + batchSize);
+      const seqs = idx.map((i) => Array.from(prompts[i]).slice(-maxT));
+      let { logits, caches } = prefill(model, seqs);
+      const done = idx.map(() => false);
+      const next = new Int32Array(idx.length);
+      for (let t = 0; t < o.maxNewTokens; t++) {
+        idx.forEach((pi, b) => {
+          if (done[b]) return;
+          const token = drawToken(logits.subarray(b * V, (b + 1) * V), o);
+          results[pi].push(token);
+          next[b] = token;
+          if (token === EOS || o.stopAtNewline?.(token)) done[b] = true;
+        });
+        if (done.every(Boolean) || len + t >= maxT) break;
+        logits = step(model, next, len + t, caches);
+      }
+      tf.dispose(caches.flatMap((c) => [c.k, c.v]));
+    }
+  }
+  return results;
+}

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { columnValues, readArrow } from '../src/data/arrow.js';
+import { buildGraph, shardNodes } from '../src/experiment/graph.js';
+import { expandWorlds, loadSpec } from '../src/experiment/spec.js';
+import { nativeBackendStatus } from '../src/backend/native/backend.js';
+import { isOneLineError, ROOT, runScript } from './helpers/cli.js';
+
+const SPEC = join(ROOT, 'test/fixtures/smoke-experiment.json');
+const root = mkdtempSync(join(tmpdir(), 'persona-exp-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+const backend = nativeBackendStatus().available ? 'native' : 'wasm';
+const run = (runs: string, out: string, extra: string[] = []) => runScript('experiment', ['--spec', SPEC, '--runs', runs, '--out', out, '--backend', backend, '--replicates', '200', ...extra]);
+
+test('the graph: hash-keyed cells, lineage shards that cover every cell once, sweeps as worlds', () => {
+  const spec = loadSpec(SPEC);
+  const nodes = buildGraph(spec, '/r');
+  assert.equal(nodes.length, 2 * (3 + 2 * 3));
+  assert.deepEqual(buildGraph(spec, '/r').map((n) => n.id), nodes.map((n) => n.id), 'ids are stable');
+  const changed = buildGraph({ ...spec, narrow: { ...spec.narrow, steps: 5, eval_steps: [5] } }, '/r');
+  assert.deepEqual(changed.filter((n) => n.kind === 'base').map((n) => n.id), nodes.filter((n) => n.kind === 'base').map((n) => n.id), 'unchanged stages are reused');
+  assert.notDeepEqual(changed.filter((n) => n.kind === 'narrow').map((n) => n.id), nodes.filter((n) => n.kind === 'narrow').map((n) => n.id));
+  const shards = [0, 1].map((index) => shardNodes(nodes, { index, count: 2 }));
+  assert.equal(shards[0].length + shards[1].length, nodes.length);
+  for (const s of shards) for (const n of s) for (const d of n.deps) assert.ok(s.some((m) => m.id === d), 'a shard holds whole lineages');
+  const swept = expandWorlds({ ...spec, sweeps: { rho: [0, 0.9, 0.5] } });
+  assert.deepEqual(swept.map((w) => w.name), ['default', 'null', 'rho=0', 'rho=0.5'], 'rho=0.9 is the default world already');
+});
+
+test('npm run experiment runs the grid, reuses finished cells, and two shards merged equal one run', () => {
+  const whole = run(join(root, 'runs-a'), join(root, 'out-a'));
+  assert.equal(whole.status, 0, whole.stderr);
+  assert.match(whole.stdout, /default step 2: EM effect -?\d\.\d{3} \[/);
+  for (const f of ['report.md', 'report.html', 'results.arrow', 'cells.arrow', 'dynamics.arrow', 'plots/broad-first.svg']) assert.ok(existsSync(join(root, 'out-a', f)), f);
+  const report = readFileSync(join(root, 'out-a', 'report.md'), 'utf8');
+  assert.match(report, /## The answer/);
+  assert.match(readFileSync(join(root, 'out-a', 'report.html'), 'utf8'), /<svg/);
+
+  const again = run(join(root, 'runs-a'), join(root, 'out-a2'));
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stderr, /cells: 0 run, 18 reused/);
+
+  const dry = runScript('experiment', ['--spec', SPEC, '--runs', join(root, 'runs-a'), '--dry-run']);
+  assert.match(dry.stdout, /18 cells: 18 done, 0 partial, 0 pending/);
+
+  for (const shard of ['0/2', '1/2']) {
+    const r = run(join(root, 'runs-b'), join(root, 'out-b'), ['--shard', shard]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /aggregate with: .*--merge/);
+  }
+  const merged = run(join(root, 'runs-b'), join(root, 'out-b'), ['--merge']);
+  assert.equal(merged.status, 0, merged.stderr);
+  const table = (dir: string) => {
+    const t = readArrow(join(dir, 'results.arrow'));
+    return ['world', 'step', 'metric', 'condition', 'group', 'mean', 'lo', 'hi'].map((c) => columnValues<unknown>(t, c));
+  };
+  assert.deepEqual(table(join(root, 'out-b')), table(join(root, 'out-a')), 'sharded + merged equals unsharded');
+});
+
+test('a failed cell is reported with its log; the other lineage goes on; a rerun resumes only what is missing', () => {
+  const runs = join(root, 'runs-a');
+  const nodes = buildGraph(loadSpec(SPEC), runs);
+  const base = nodes.find((n) => n.kind === 'base' && n.labels.world === 'null')!;
+  const narrows = nodes.filter((n) => n.kind === 'narrow');
+  // Unfinish every narrow run, and break the null world's lineage by removing its persona probe.
+  for (const n of narrows) rmSync(join(n.dir, 'DONE.json'));
+  rmSync(join(base.dir, 'probe.json'));
+  const r = run(runs, join(root, 'out-c'));
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cells: 3 run, 12 reused, 3 failed, 0 skipped/);
+  assert.match(r.stderr, /failed narrow-\w+: .*probe\.json.* \(log: .*log\.txt\)/);
+  const defaultNarrows = narrows.filter((n) => n.labels.world === 'default');
+  for (const n of defaultNarrows) assert.ok(existsSync(join(n.dir, 'DONE.json')));
+  assert.ok(readdirSync(join(defaultNarrows[0].dir, 'evals')).includes('step-000004.arrow'));
+});
+
+test('experiment refuses bad input with one-line errors', () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--spec', 'nonsense'], /unknown experiment "nonsense"/],
+    [['--spec', SPEC, '--shard', '2/2'], /--shard must be "i\/n" with 0 <= i < n/],
+    [['--spec', SPEC, '--workers', '0'], /--workers must be a positive integer/],
+    [['--spec', join(root, 'missing.json')], /no such file/],
+  ];
+  for (const [args, message] of cases) {
+    const r = runScript('experiment', [...args, '--runs', join(root, 'runs-x')]);
+    assert.ok(isOneLineError(r), `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
+});
