@@ -117,7 +117,8 @@ export class GPT {
       const w = weights.get(name);
       if (!w) throw new Error(`missing weight ${name}`);
       if (w.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`weight ${name} has ${w.length} values, expected shape [${shape}]`);
-      this.params.set(name, tf.variable(tf.tensor(w, shape, 'float32'), true, this.prefix + name));
+      // A copy: on cpu and native a variable shares its initial array, and AdamW updates in place.
+      this.params.set(name, tf.tidy(() => tf.variable(tf.tensor(w.slice(), shape, 'float32'), true, this.prefix + name)));
     }
   }
 
@@ -165,7 +166,7 @@ export class GPT {
           init = new Float32Array(n);
           if (name.endsWith('lora_A')) for (let i = 0; i < n; i++) init[i] = rng.normal() / Math.sqrt(K);
         }
-        this.adapters.set(name, tf.variable(tf.tensor(init, shape, 'float32'), true, this.prefix + name));
+        this.adapters.set(name, tf.tidy(() => tf.variable(tf.tensor(init.slice(), shape, 'float32'), true, this.prefix + name)));
       }
     }
     this.lora = config;

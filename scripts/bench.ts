@@ -1,0 +1,57 @@
+/** `npm run bench`: training and forward speed of a backend, optionally side by side with PyTorch (src/bench/). */
+import { BACKEND_CHOICES, type BackendChoice } from '../src/backend.js';
+import { BENCH_DEFAULTS, runBench } from '../src/bench/bench.js';
+import { PARITY_DIR, writeParityFixture } from '../src/bench/parity.js';
+import { formatBenchTable } from '../src/bench/results.js';
+import { cli, runCli } from '../src/cli/run.js';
+import { PRESETS } from '../src/model/config.js';
+
+await runCli(async () => {
+  const argv = await cli('npm run bench --', 'Time the real training step (and forward pass) of the GPT on a backend.\n\nUsage: npm run bench -- [options]')
+    .option('backend', { choices: BACKEND_CHOICES, default: 'auto' as BackendChoice, describe: 'tfjs backend (auto: tensorflow, native, wasm, cpu)' })
+    .option('gpu', { type: 'boolean', default: false, describe: 'use @tensorflow/tfjs-node-gpu (must be installed)' })
+    .option('preset', { choices: PRESETS, default: 'small' as (typeof PRESETS)[number], describe: 'model preset (models/<preset>.json; vocabulary of the world)' })
+    .option('batch', { type: 'number', default: BENCH_DEFAULTS.batch, describe: 'sequences per step (each of the preset\'s context length)' })
+    .option('steps', { type: 'number', default: BENCH_DEFAULTS.steps, describe: 'training steps per timed repeat' })
+    .option('repeats', { type: 'number', default: BENCH_DEFAULTS.repeats, describe: 'timed repeats (paired rounds with --reference); medians are reported' })
+    .option('warmup', { type: 'number', default: BENCH_DEFAULTS.warmup, describe: 'untimed steps first' })
+    .option('reference', { choices: ['torch'] as const, describe: 'also run the PyTorch reference (python3-torch), alternating with tfjs' })
+    .option('torch-threads', { type: 'number', default: BENCH_DEFAULTS.torchThreads, describe: 'torch.set_num_threads for the reference' })
+    .option('data', { type: 'string', describe: 'train on this data folder\'s pretraining stream (default: a synthetic stream)' })
+    .option('seed', { type: 'number', default: BENCH_DEFAULTS.seed, describe: 'seed for init, stream and batches' })
+    .option('profile', { type: 'boolean', default: false, describe: 'print the per-kernel profile of one training step (stderr)' })
+    .option('out', { type: 'string', default: BENCH_DEFAULTS.out!, describe: 'results folder: rows are appended to <out>/bench.arrow' })
+    .option('save', { type: 'boolean', default: true, describe: 'append the rows to <out>/bench.arrow (--no-save: only print)' })
+    .option('write-parity-fixture', { type: 'boolean', default: false, describe: `regenerate the PyTorch parity fixture (${'test/fixtures/parity'}) and exit` })
+    .example('npm run bench -- --backend native --reference torch', 'native vs PyTorch on the small preset, 5 paired rounds')
+    .example('npm run bench -- --backend cpu --steps 1 --repeats 3 --warmup 1', 'the slow pure-JS backend, briefly')
+    .example('npm run bench -- --write-parity-fixture', 'PyTorch loss, gradients and AdamW step for test/parity.test.ts')
+    .parse();
+
+  if (argv.writeParityFixture) {
+    const ref = writeParityFixture(PARITY_DIR);
+    process.stdout.write(`parity fixture written to ${PARITY_DIR} (PyTorch ${ref.torch}, ${ref.computed_in}): loss ${ref.loss.toFixed(6)}, gradient norm ${ref.grad_norm.toFixed(4)}, clip scale ${ref.clip_scale.toFixed(4)}\n`);
+    return;
+  }
+  const summary = await runBench({
+    backend: argv.backend,
+    gpu: argv.gpu,
+    preset: argv.preset,
+    batch: argv.batch,
+    steps: argv.steps,
+    repeats: argv.repeats,
+    warmup: argv.warmup,
+    reference: argv.reference ?? null,
+    torchThreads: argv.torchThreads,
+    out: argv.save ? argv.out : null,
+    data: argv.data ?? null,
+    seed: argv.seed,
+    profile: argv.profile,
+  });
+  process.stdout.write(`${formatBenchTable(summary.rows)}\n`);
+  if (summary.ratios.length) {
+    const s = [...summary.ratios].sort((a, b) => a - b);
+    process.stdout.write(`tfjs/torch tokens/s per round: ${summary.ratios.map((r) => r.toFixed(2)).join(', ')} (median ${summary.rows[0].ratio_vs_reference !== null ? Number(summary.rows[0].ratio_vs_reference).toFixed(2) : '-'}x, range ${s[0].toFixed(2)}-${s[s.length - 1].toFixed(2)}); forward ${Number(summary.rows[0].forward_ratio_vs_reference).toFixed(2)}x\n`);
+  }
+  if (argv.save) process.stderr.write(`appended ${summary.rows.length} row(s) to ${argv.out}/bench.arrow\n`);
+});
