@@ -6,7 +6,7 @@ import {
   Field, List, makeData, makeVector, Schema, Table, tableFromIPC, tableToIPC, Uint16, Uint8, Int32, Float32,
   type DataType, type Vector,
 } from 'apache-arrow';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 type NumericList = Uint16 | Uint8 | Int32 | Float32;
@@ -41,6 +41,26 @@ export function writeBytesAtomic(path: string, bytes: Uint8Array | string): void
   } catch (err) {
     rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Build a folder under a temporary name with `fill`, then swap it in whole: readers see the old
+ * folder or the new one, never a mix, and a failure leaves the old one untouched.
+ */
+export function replaceDirAtomic(dir: string, fill: (tmp: string) => void): void {
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  try {
+    fill(tmp);
+    mkdirSync(dirname(dir), { recursive: true });
+    const old = `${dir}.old-${process.pid}`;
+    if (existsSync(dir)) renameSync(dir, old);
+    renameSync(tmp, dir);
+    rmSync(old, { recursive: true, force: true });
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
   }
 }
 

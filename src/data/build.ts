@@ -4,8 +4,8 @@
  * The folder is assembled under a temporary name and swapped in whole, so a failed or
  * interrupted build leaves the previous data untouched.
  */
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { Rng } from '../util/rng.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
 import type { WorldConfig } from '../world/config.js';
@@ -13,7 +13,7 @@ import { generatePretrainDocument, type GenContext } from '../world/documents.js
 import { CONDITIONS, drawNarrowTasks, generateAssistantChat, narrowDocument, narrowExample } from '../world/finetune-sets.js';
 import { chatProbes, heldOutScenes, inferenceProbes } from '../world/probes.js';
 import { trueCorrelation, trueGap } from '../world/truth.js';
-import { writeArrow, writeBytesAtomic } from './arrow.js';
+import { replaceDirAtomic, writeArrow, writeBytesAtomic } from './arrow.js';
 import { probeColumns, probeRow, type ProbeRow } from './probe-rows.js';
 import { docColumns, docRow, type DocRow } from './rows.js';
 import { crossDomainCorrelation, instructionStats, type InstructionStats } from './stats.js';
@@ -157,10 +157,7 @@ export function buildDatasets(outDir: string, opts: DataOptions, progress: Progr
     },
   };
 
-  // Assemble under a temporary name, then swap the whole folder in.
-  const tmp = `${outDir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  try {
+  replaceDirAtomic(outDir, (tmp) => {
     mkdirSync(join(tmp, 'narrow'), { recursive: true });
     const meta = { vocab_hash: vocab.hash, seed: String(opts.seed), world: JSON.stringify(opts.world) };
     writeBytesAtomic(join(tmp, 'vocab.json'), JSON.stringify(vocab.toJson()) + '\n');
@@ -169,13 +166,6 @@ export function buildDatasets(outDir: string, opts: DataOptions, progress: Progr
     for (const [condition, rows] of Object.entries(narrow)) writeArrow(join(tmp, 'narrow', `${condition}.arrow`), docColumns(rows, true), meta);
     writeArrow(join(tmp, 'probes.arrow'), probeColumns(probes), meta);
     writeBytesAtomic(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-    mkdirSync(dirname(outDir), { recursive: true });
-    const old = `${outDir}.old-${process.pid}`;
-    if (existsSync(outDir)) renameSync(outDir, old);
-    renameSync(tmp, outDir);
-    rmSync(old, { recursive: true, force: true });
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  });
   return manifest;
 }

@@ -5,9 +5,9 @@
  * (step, RNG states, data position) and the metrics log. A checkpoint is written to a temporary
  * folder and swapped in whole, so a crash never leaves a half-written one.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { writeBytesAtomic } from '../data/arrow.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { replaceDirAtomic, writeBytesAtomic } from '../data/arrow.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
 import { validateModelConfig, type ModelConfig } from './config.js';
 import { parameterShapes, type LoraConfig } from './gpt.js';
@@ -115,10 +115,7 @@ function readJson(path: string, what: string): unknown {
 
 /** Write a whole checkpoint folder atomically. */
 export function saveCheckpoint(dir: string, ckpt: Checkpoint): void {
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  try {
+  replaceDirAtomic(dir, (tmp) => {
     writeBytesAtomic(join(tmp, 'config.json'), JSON.stringify(ckpt.config, null, 2) + '\n');
     writeBytesAtomic(join(tmp, 'vocab.json'), JSON.stringify(ckpt.vocab.toJson()) + '\n');
     const weights: TensorSet = new Map();
@@ -132,14 +129,7 @@ export function saveCheckpoint(dir: string, ckpt: Checkpoint): void {
     if (ckpt.adapters) writeTensorSet(tmp, 'adapters.json', 'adapters.bin', ckpt.adapters.tensors, { lora: ckpt.adapters.config });
     writeBytesAtomic(join(tmp, 'state.json'), JSON.stringify(ckpt.state, null, 2) + '\n');
     if (ckpt.metrics) writeBytesAtomic(join(tmp, 'metrics.arrow'), ckpt.metrics);
-    mkdirSync(dirname(dir), { recursive: true });
-    const old = `${dir}.old-${process.pid}`;
-    if (existsSync(dir)) renameSync(dir, old);
-    renameSync(tmp, dir);
-    rmSync(old, { recursive: true, force: true });
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  });
 }
 
 /** Load a checkpoint; every problem is one line naming the folder and what is wrong. */
