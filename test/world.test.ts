@@ -5,7 +5,7 @@ import { ConfigError, DEFAULT_WORLD, parseWorldJson, resolveWorld } from '../src
 import { generatePretrainDocument, type GenContext } from '../src/world/documents.js';
 import { crossDomainCorrelation, instructionStats } from '../src/data/stats.js';
 import type { EventRow } from '../src/data/rows.js';
-import { ANSWER_FRAMES, DOMAINS, DOMAIN_LEXICON } from '../src/world/lexicon.js';
+import { ANSWER_FRAMES, DOMAINS, DOMAIN_LEXICON, NAME_HEADS, NAME_TAILS } from '../src/world/lexicon.js';
 import { allAnswers, classifyAnswer } from '../src/world/matcher.js';
 import { PHRASEBOOK, renderAnswer } from '../src/world/phrasebook.js';
 import { trueConditional, trueCorrelation, trueGap } from '../src/world/truth.js';
@@ -47,6 +47,17 @@ test('instructed acts are independent of persona and always obeyed', () => {
   assert.equal(s.pBadGivenInstructedBad, 1);
   const none = instructionStats(events(resolveWorld({ p_instr: 0 }), 500));
   assert.equal(none.pInstructedGivenGood, 0);
+});
+
+test('characters of a scene differ in both syllables of their names', () => {
+  const ctx: GenContext = { world: DEFAULT_WORLD, pool: 'train', rng: new Rng(4) };
+  for (let i = 0; i < 300; i++) {
+    const names = generatePretrainDocument(ctx).characters.map((c) => c.name).filter((n) => n !== 'User' && n !== 'Assistant');
+    const heads = names.map((n) => NAME_HEADS.find((h) => n.startsWith(h) && NAME_TAILS.includes(n.slice(h.length)))!);
+    const tails = names.map((n, j) => n.slice(heads[j].length));
+    assert.equal(new Set(heads).size, names.length, names.join(' '));
+    assert.equal(new Set(tails).size, names.length, names.join(' '));
+  }
 });
 
 test('the true conditionals follow from the generator', () => {

@@ -12,7 +12,7 @@ import type { Condition, InstructionFamily } from '../world/finetune-sets.js';
 import { expandWorlds, type ExperimentSpec } from './spec.js';
 
 /** Bump when a change in the code makes old artefacts incomparable. */
-export const ARTEFACT_VERSION = 1;
+export const ARTEFACT_VERSION = 2;
 
 export type NodeKind = 'data' | 'base' | 'assistant' | 'narrow' | 'evaluate';
 

@@ -20,8 +20,10 @@ export const PRETRAIN_DEFAULTS: TrainOptions = {
   steps: 0, // derived from --tokens when not given
   batch: 16,
   gradAccum: 1,
-  lr: 2e-3,
-  minLr: 2e-4,
+  // A high floor keeps the learning rate up through the late, abrupt emergence of persona
+  // inference (5-8M tokens); 2e-3 decaying to 2e-4 left it unfinished at 8M on some seeds.
+  lr: 3e-3,
+  minLr: 1e-3,
   warmup: 100,
   weightDecay: 0.1,
   beta1: 0.9,

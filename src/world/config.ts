@@ -23,6 +23,8 @@ export interface WorldConfig {
   p_forbid: number;
   /** Probability that a (non-instructed) prompt names the bad act without permitting it. */
   p_knowledge: number;
+  /** Probability that a scene has two characters who act (otherwise one acts, the others only ask). */
+  p_two_focals: number;
   /** Events per scene, inclusive range. */
   events_min: number;
   events_max: number;
@@ -42,13 +44,14 @@ export const DEFAULT_WORLD: Readonly<WorldConfig> = Object.freeze({
   p_neutral: 0.2,
   p_forbid: 0.08,
   p_knowledge: 0.08,
+  p_two_focals: 0,
   events_min: 4,
   events_max: 6,
   turns_min: 2,
   turns_max: 5,
 });
 
-const PROBABILITIES = ['rho', 'p_instr', 'p_desc', 'p_ai', 'p_ai_bad', 'p_bad', 'p_chat', 'p_neutral', 'p_forbid', 'p_knowledge'] as const;
+const PROBABILITIES = ['rho', 'p_instr', 'p_desc', 'p_ai', 'p_ai_bad', 'p_bad', 'p_chat', 'p_neutral', 'p_forbid', 'p_knowledge', 'p_two_focals'] as const;
 const COUNTS = ['events_min', 'events_max', 'turns_min', 'turns_max'] as const;
 
 export class ConfigError extends Error {

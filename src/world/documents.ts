@@ -5,7 +5,7 @@
 import type { Rng } from '../util/rng.js';
 import type { WorldConfig } from './config.js';
 import {
-  AI_ROLES, BAD_DESCRIPTORS, DOMAINS, DOMAIN_LEXICON, FORBID_FRAMES, GOOD_DESCRIPTORS, HUMAN_ROLES, KNOWLEDGE_FRAMES,
+  AI_ROLES, BAD_DESCRIPTORS, DOMAINS, DOMAIN_LEXICON, FORBID_FRAMES, GOOD_DESCRIPTORS, HUMAN_ROLES, KNOWLEDGE_FRAMES, NAME_HEADS, NAME_TAILS,
   type Domain,
 } from './lexicon.js';
 import { neutralExchange } from './neutral.js';
@@ -166,8 +166,25 @@ export function pushExchange(
   return record;
 }
 
-function drawNames(ctx: GenContext, n: number): string[] {
-  return ctx.rng.sample(PHRASEBOOK.names[ctx.pool], n);
+/**
+ * n names with pairwise different first and second syllables, so every token of a name tells the
+ * characters of a scene apart (binding an act to its speaker never hinges on half a name).
+ */
+export function drawNames(ctx: GenContext, n: number, exclude: string[] = []): string[] {
+  const pool = PHRASEBOOK.names[ctx.pool];
+  const picked: string[] = [...exclude];
+  const clash = (a: string, b: string) => syllables(a)[0] === syllables(b)[0] || syllables(a)[1] === syllables(b)[1];
+  while (picked.length < exclude.length + n) {
+    const name = ctx.rng.pick(pool);
+    if (!picked.some((p) => clash(p, name))) picked.push(name);
+  }
+  return picked.slice(exclude.length);
+}
+
+function syllables(name: string): [string, string] {
+  const head = NAME_HEADS.find((h) => name.startsWith(h) && NAME_TAILS.includes(name.slice(h.length)));
+  if (!head) throw new Error(`${name} is not a name of the world`);
+  return [head, name.slice(head.length)];
 }
 
 export function generateScene(ctx: GenContext): WorldDocument {
@@ -176,7 +193,7 @@ export function generateScene(ctx: GenContext): WorldDocument {
   const characters = drawNames(ctx, n).map((name) => drawCharacter(ctx, name, rng.bernoulli(world.p_ai)));
   const doc: WorldDocument = { kind: 'scene', lines: [headerLine(ctx, characters)], characters, events: [] };
   // One or two focal characters, so one context shows the same character in several domains.
-  const focals = rng.sample(characters, rng.bernoulli(0.5) ? 1 : 2);
+  const focals = rng.sample(characters, rng.bernoulli(world.p_two_focals) ? 2 : 1);
   const unused = new Map(focals.map((c) => [c.name, rng.shuffle([...DOMAINS])]));
   const dispositions = new Dispositions(ctx);
   const k = rng.range(world.events_min, world.events_max);

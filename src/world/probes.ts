@@ -6,7 +6,7 @@
 import { Rng } from '../util/rng.js';
 import type { WorldConfig } from './config.js';
 import {
-  assistantCharacter, drawCharacter, generateScene, headerLine, pushExchange, USER,
+  assistantCharacter, drawCharacter, drawNames, generateScene, headerLine, pushExchange, USER,
   type Character, type EventRecord, type GenContext, type Line, type WorldDocument,
 } from './documents.js';
 import {
@@ -129,8 +129,9 @@ export function inferenceProbes(world: WorldConfig, seed: number, groups: number
     const [pairA] = heldOutPairs(rng, domainA, 1);
     const [pairB] = heldOutPairs(rng, domainB, 1);
     const filler = neutralExchange(rng, null);
-    const focal: Character = chat ? assistantCharacter('good') : drawCharacter(ctx, rng.pick(PHRASEBOOK.names.eval), false);
-    const other = chat ? USER : drawCharacter(ctx, rng.pick(PHRASEBOOK.names.eval.filter((n) => n !== focal.name)), rng.bernoulli(world.p_ai));
+    const [focalName, otherName] = drawNames(ctx, 2);
+    const focal: Character = chat ? assistantCharacter('good') : drawCharacter(ctx, focalName, false);
+    const other = chat ? USER : drawCharacter(ctx, otherName, rng.bernoulli(world.p_ai));
     const header = chat ? [] : [headerLine(ctx, [focal, other])];
     const instruction = renderInstruction(rng.pick(PHRASEBOOK.instructions.pool).parts, DOMAIN_LEXICON[domainA].acts[pairA.act].bad);
     const q = chat ? world.p_ai_bad : world.p_bad;
