@@ -46,10 +46,6 @@ export function bootstrap<T>(units: T[], stat: (sample: T[]) => number, opts: { 
   return { mean: point, lo: quantile(values, 0.025), hi: quantile(values, 0.975), n };
 }
 
-/** Bootstrap of a mean of numbers. */
-export function meanInterval(xs: number[], seed = ''): Interval {
-  return bootstrap(xs, mean, { seed });
-}
 
 export function formatInterval(i: Interval, digits = 3): string {
   if (!Number.isFinite(i.mean)) return 'n/a';

@@ -1,6 +1,6 @@
 /** Summary rows as Arrow: one row per checkpoint x metric x group. */
 import { Float64, Int32, Utf8, vectorFromArray } from 'apache-arrow';
-import { readArrow, writeArrow } from '../data/arrow.js';
+import { writeArrow } from '../data/arrow.js';
 import type { SummaryRow } from './summary.js';
 
 export function writeSummaryRows(path: string, rows: SummaryRow[]): void {
@@ -17,10 +17,3 @@ export function writeSummaryRows(path: string, rows: SummaryRow[]): void {
   });
 }
 
-export function readSummaryRows(path: string): SummaryRow[] {
-  const t = readArrow(path);
-  return Array.from({ length: t.numRows }, (_, i) => {
-    const g = (c: string) => t.getChild(c)!.get(i);
-    return { checkpoint: g('checkpoint'), metric: g('metric'), group: g('group'), mean: g('mean') ?? NaN, lo: g('lo') ?? NaN, hi: g('hi') ?? NaN, n: g('n'), truth: g('truth') };
-  });
-}

@@ -5,7 +5,7 @@
  * makes a new one.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WorldConfig } from '../world/config.js';
 import type { Condition, InstructionFamily } from '../world/finetune-sets.js';
@@ -114,11 +114,6 @@ export function nodeState(node: GraphNode): NodeState {
   return existsSync(node.dir) ? 'partial' : 'pending';
 }
 
-export function readDone(node: GraphNode): Record<string, unknown> | null {
-  const path = join(node.dir, 'DONE.json');
-  if (!existsSync(path)) return null;
-  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-}
 
 /**
  * The cells of shard i of n. A lineage (everything downstream of one world's data and pretraining

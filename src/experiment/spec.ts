@@ -101,7 +101,3 @@ export function expandWorlds(spec: ExperimentSpec): ResolvedWorld[] {
   return out;
 }
 
-/** The name a world has in this spec (sweep values that equal a listed world keep that world's name). */
-export function worldName(spec: ExperimentSpec, config: WorldConfig): string {
-  return expandWorlds(spec).find((w) => JSON.stringify(w.config) === JSON.stringify(config))?.name ?? 'unnamed';
-}

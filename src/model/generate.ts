@@ -66,7 +66,7 @@ export function scoreContinuations(model: GPT, items: ScoreItem[], batchSize = 3
     const want = chunk.map((it, b) => Array.from({ length: it.continuation.length }, (_, k) => seqs[b].length - 1 - it.continuation.length + k));
     const logits = logitsAt(model, inputs, want);
     let row = 0;
-    chunk.forEach((it, b) => {
+    chunk.forEach((_, b) => {
       let sum = 0;
       for (const pos of want[b]) {
         const start = row++ * V;
@@ -115,7 +115,7 @@ export function sample(model: GPT, prompts: ArrayLike<number>[], o: SampleOption
     for (let step = 0; step < o.maxNewTokens && done.some((d) => !d); step++) {
       const windows = seqs.map((s) => s.slice(Math.max(0, s.length - model.config.block_size)));
       const logits = logitsAt(model, windows, windows.map((w) => [w.length - 1]));
-      windows.forEach((w, b) => {
+      windows.forEach((_, b) => {
         if (done[b]) return;
         const start = b * V;
         const token = drawToken(logits.subarray(start, start + V), o);

@@ -2,7 +2,6 @@
  * The generator's ground truth, computed exactly from the config: what a perfect Bayesian reader
  * of the text should believe. Measurements of the model are compared with these numbers.
  */
-import type { WorldConfig } from './config.js';
 
 /** What was observed earlier about the same character in another domain. */
 export type Evidence = 'good' | 'bad' | 'instructed' | 'none';
@@ -57,10 +56,3 @@ export function trueCorrelation(rho: number, types: CharacterType[]): number {
   return variance === 0 ? 0 : (both - m * m) / variance;
 }
 
-/** The character types of scenes in a world: humans and AI characters. */
-export function sceneCharacterTypes(world: WorldConfig): CharacterType[] {
-  return [
-    { weight: 1 - world.p_ai, q: world.p_bad },
-    { weight: world.p_ai, q: world.p_ai_bad },
-  ];
-}
