@@ -28,7 +28,7 @@ export function broadByCondition(stats: Stat[], step: number): TopLevelSpec {
       height: 200,
       layer: [
         { mark: 'bar', encoding: { x: { field: 'condition', type: 'nominal', sort: CONDITION_ORDER, title: null }, y: { field: 'mean', type: 'quantitative', title: 'P(bad)', scale: { domain: [0, 1] } }, color: { field: 'condition', type: 'nominal', sort: CONDITION_ORDER, legend: null } } },
-        { mark: { type: 'errorbar', ticks: true }, encoding: { x: { field: 'condition', type: 'nominal', sort: CONDITION_ORDER }, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
+        { mark: { type: 'errorbar', ticks: { size: 12 }, color: 'black' }, encoding: { x: { field: 'condition', type: 'nominal', sort: CONDITION_ORDER }, y: { field: 'lo', type: 'quantitative', title: 'P(bad)' }, y2: { field: 'hi' } } },
       ],
     },
   } as TopLevelSpec;
@@ -61,7 +61,7 @@ export function overSteps(stats: Stat[], metric: string, group: string, title: s
       height: 160,
       layer: [
         { mark: { type: 'area', opacity: 0.2 }, encoding: { x: { field: 'step', type: 'quantitative', title: 'narrow step' }, y: { field: 'lo', type: 'quantitative', title: yTitle, scale: { domain: [0, 1] } }, y2: { field: 'hi' }, color: { field: 'condition', type: 'nominal', sort: CONDITION_ORDER } } },
-        { mark: { type: 'line', point: true }, encoding: { x: { field: 'step', type: 'quantitative' }, y: { field: 'mean', type: 'quantitative' }, color: { field: 'condition', type: 'nominal', sort: CONDITION_ORDER } } },
+        { mark: { type: 'line', point: true }, encoding: { x: { field: 'step', type: 'quantitative', title: 'narrow step' }, y: { field: 'mean', type: 'quantitative', title: yTitle }, color: { field: 'condition', type: 'nominal', sort: CONDITION_ORDER } } },
       ],
     },
   } as TopLevelSpec;
@@ -82,7 +82,7 @@ export function sweepCurve(stats: Stat[], knob: string, worlds: Array<{ name: st
     height: 160,
     layer: [
       { mark: { type: 'errorbar', ticks: true }, encoding: { x: { field: knob, type: 'quantitative' }, y: { field: 'lo', type: 'quantitative', title: 'value' }, y2: { field: 'hi' }, color: { field: 'metric', type: 'nominal' } } },
-      { mark: { type: 'line', point: true }, encoding: { x: { field: knob, type: 'quantitative' }, y: { field: 'mean', type: 'quantitative' }, color: { field: 'metric', type: 'nominal' } } },
+      { mark: { type: 'line', point: true }, encoding: { x: { field: knob, type: 'quantitative' }, y: { field: 'mean', type: 'quantitative', title: 'value' }, color: { field: 'metric', type: 'nominal' } } },
     ],
   } as TopLevelSpec;
 }
