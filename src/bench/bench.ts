@@ -18,8 +18,10 @@ import { Vocabulary } from '../tokenizer/vocab.js';
 import { trainStep } from '../train/loop.js';
 import { AdamW, learningRate, type AdamWOptions } from '../train/optimizer.js';
 import { PRETRAIN_DEFAULTS } from '../train/options.js';
+import { adamOptions } from '../train/session.js';
 import { Rng } from '../util/rng.js';
 import { FLOPS_FORMULA, median, trainFlopsPerToken } from './flops.js';
+import { concat } from './parity.js';
 import { appendBenchRows, type BenchRow } from './results.js';
 import { blasWarning, findTorch, TORCH_ENV, TorchServer, type TorchInfo } from './torch.js';
 
@@ -61,8 +63,6 @@ export interface BenchSummary {
   rows: BenchRow[];
   /** Per-round tfjs/torch tokens/s ratios (empty without a reference). */
   ratios: number[];
-  forwardRatios: number[];
-  notes: string[];
 }
 
 type Log = (line: string) => void;
@@ -73,12 +73,6 @@ export function syntheticStream(vocabSize: number, length: number, seed: number)
   const out = new Uint16Array(length);
   for (let i = 0; i < length; i++) out[i] = 3 + rng.int(Math.max(1, vocabSize - 3));
   return out;
-}
-
-/** The trainer's AdamW settings (src/train/session.ts adamOptions). */
-export function trainerAdamW(): AdamWOptions {
-  const d = PRETRAIN_DEFAULTS;
-  return { beta1: d.beta1, beta2: d.beta2, eps: 1e-8, weightDecay: d.weightDecay, gradClip: d.gradClip };
 }
 
 /** Median GFLOP/s of the backend's own float32 tf.matMul at PEAK_SHAPE. */
@@ -159,7 +153,7 @@ export async function runBench(o: BenchOptions, log: Log = (l) => process.stderr
   const weights = initialWeights(cfg, o.seed);
   // Copies: on cpu-storage backends a variable shares its source array, and AdamW updates in place.
   const model = new GPT(cfg, new Map([...weights].map(([n, w]) => [n, w.slice()])));
-  const adam = trainerAdamW();
+  const adam: AdamWOptions = adamOptions(PRETRAIN_DEFAULTS);
   const optimizer = new AdamW(model.params, adam);
   const sampler = new WindowSampler(stream, o.batch, T, o.seed);
   const schedule = { lr: PRETRAIN_DEFAULTS.lr, minLr: PRETRAIN_DEFAULTS.minLr, warmup: PRETRAIN_DEFAULTS.warmup, steps: 1e9 };
@@ -188,24 +182,15 @@ export async function runBench(o: BenchOptions, log: Log = (l) => process.stderr
   let torch: TorchServer | null = null;
   let torchInfo: TorchInfo | null = null;
   const tmp = o.reference ? mkdtempSync(join(tmpdir(), 'persona-bench-')) : null;
-  const notes: string[] = [];
   try {
     if (o.reference === 'torch') {
       torchInfo = findTorch(o.torchThreads);
       const warn = blasWarning(torchInfo);
-      if (warn) {
-        log(warn);
-        notes.push(warn);
-      }
+      if (warn) log(warn);
       const streamFile = join(tmp!, 'stream.u16');
       writeFileSync(streamFile, new Uint8Array(stream.buffer, stream.byteOffset, stream.byteLength));
       const initFile = join(tmp!, 'init.f32');
-      const flat = new Float32Array(parameterShapes(cfg).reduce((s, [, sh]) => s + sh.reduce((a, b) => a * b, 1), 0));
-      let off = 0;
-      for (const [name] of parameterShapes(cfg)) {
-        flat.set(weights.get(name)!, off);
-        off += weights.get(name)!.length;
-      }
+      const flat = concat([weights], parameterShapes(cfg).map(([n]) => n));
       writeFileSync(initFile, new Uint8Array(flat.buffer));
       const started = await TorchServer.start({
         python: torchInfo.python, config: cfg, streamFile, initFile, batch: o.batch, threads: o.torchThreads, seed: o.seed,
@@ -216,7 +201,6 @@ export async function runBench(o: BenchOptions, log: Log = (l) => process.stderr
       if (TORCH_ENV.OPENBLAS_CORETYPE) {
         const note = `note: OPENBLAS_CORETYPE=${TORCH_ENV.OPENBLAS_CORETYPE} is set: OpenBLAS (PyTorch's BLAS) runs that core's kernels, not this CPU's own (on an AVX-512 machine Haswell's measured ~180 GFLOP/s against ~300 autodetected); if the torch matmul peak below is low, rerun with env -u OPENBLAS_CORETYPE for the fastest reference`;
         log(note);
-        notes.push(note);
       }
       log(`reference: PyTorch ${torchInfo.torch} (${torchInfo.python}), torch.set_num_threads(${o.torchThreads}) -> ${torchInfo.threads} threads, BLAS: ${torchInfo.blas}, OMP_WAIT_POLICY=${TORCH_ENV.OMP_WAIT_POLICY ?? '(unset)'}`);
     }
@@ -253,7 +237,7 @@ export async function runBench(o: BenchOptions, log: Log = (l) => process.stderr
     }
 
     // Forward only (evaluation and sampling path), paired the same way.
-    const fwdSteps = Math.max(1, o.steps);
+    const fwdSteps = o.steps;
     tfForward(1);
     if (torch) await torch.forward(1);
     const fwdMs: number[] = [];
@@ -350,7 +334,7 @@ export async function runBench(o: BenchOptions, log: Log = (l) => process.stderr
       });
     }
     if (o.out) appendBenchRows(join(o.out, 'bench.arrow'), rows);
-    return { rows, ratios, forwardRatios, notes };
+    return { rows, ratios };
   } finally {
     await torch?.close();
     if (tmp) rmSync(tmp, { recursive: true, force: true });

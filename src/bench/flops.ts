@@ -19,11 +19,6 @@ export function trainFlopsPerToken(cfg: ModelConfig, T = cfg.block_size): number
   return 6 * matmulParameters(cfg) + 6 * cfg.n_layer * T * cfg.n_embd;
 }
 
-/** Forward-only FLOPs per token: a third of the training figure. */
-export function forwardFlopsPerToken(cfg: ModelConfig, T = cfg.block_size): number {
-  return trainFlopsPerToken(cfg, T) / 3;
-}
-
 export const FLOPS_FORMULA = '6*N + 6*n_layer*T*n_embd per token (N = parameters without wpe; tied head counted once)';
 
 export function median(xs: number[]): number {

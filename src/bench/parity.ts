@@ -24,6 +24,7 @@ import { loadModelPreset, type ModelConfig } from '../model/config.js';
 import { initialWeights, parameterShapes } from '../model/gpt.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
 import { PRETRAIN_DEFAULTS } from '../train/options.js';
+import { adamOptions } from '../train/session.js';
 import { Rng } from '../util/rng.js';
 import { findTorch, runTorchParity } from './torch.js';
 
@@ -93,6 +94,8 @@ export interface ParityFixture {
 }
 
 const INIT_SEED = 7;
+/** AdamW steps taken before the one the fixture checks (so bias correction is not trivial). */
+const PRIOR_STEPS = 9;
 const MOMENTS_SEED = 'parity-moments';
 const PERTURB_SEED = 'parity-perturb';
 const PERTURB_SCALE = 0.1;
@@ -147,7 +150,8 @@ export function parityBatch(cfg: ModelConfig): ParityBatch {
   return { batch, T, ids, targets, weights };
 }
 
-function concat(maps: Array<Map<string, Float32Array>>, names: string[]): Float32Array {
+/** The named arrays of each map, in order, end to end (the layout of the fixture's binary files). */
+export function concat(maps: Array<Map<string, Float32Array>>, names: string[]): Float32Array {
   const parts = maps.flatMap((mp) => names.map((n) => mp.get(n)!));
   const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
   let o = 0;
@@ -171,20 +175,13 @@ export function parityInputs(): { inputs: ParityInputs; weights: Map<string, Flo
   const names = parameterShapes(config).map(([n]) => n);
   const inputs: ParityInputs = {
     format: 'persona-parity-1',
-    description: `tiny GPT, initialWeights(config, ${INIT_SEED}); PyTorch float64 loss, gradients and one AdamW step (step ${9 + 1}, clipping active). Regenerate: ${PARITY_REGENERATE}`,
+    description: `tiny GPT, initialWeights(config, ${INIT_SEED}); PyTorch float64 loss, gradients and one AdamW step (step ${PRIOR_STEPS + 1}, clipping active). Regenerate: ${PARITY_REGENERATE}`,
     config,
     initSeed: INIT_SEED,
     momentsSeed: MOMENTS_SEED,
     batch: parityBatch(config),
-    optimizer: {
-      lr: PRETRAIN_DEFAULTS.lr,
-      beta1: PRETRAIN_DEFAULTS.beta1,
-      beta2: PRETRAIN_DEFAULTS.beta2,
-      eps: 1e-8, // the trainer's (src/train/session.ts)
-      weightDecay: PRETRAIN_DEFAULTS.weightDecay,
-      gradClip: 0.1, // below the gradient norm (~1 at init), so clipping is active
-      priorSteps: 9,
-    },
+    // gradClip below the gradient norm (~1 at init), so clipping is active.
+    optimizer: { lr: PRETRAIN_DEFAULTS.lr, ...adamOptions(PRETRAIN_DEFAULTS), gradClip: 0.1, priorSteps: PRIOR_STEPS },
     parameters: parameterShapes(config).map(([name, shape]) => ({ name, shape })),
     perturbed: { seed: PERTURB_SEED, scale: PERTURB_SCALE, gradients: names.filter((n) => n !== 'wte') },
     hashes: { weights: sha256(concat([weights], names)), moments: sha256(concat([m, v], names)), perturbed: sha256(concat([perturbed], names)) },

@@ -175,7 +175,7 @@ export class TorchServer {
   async close(): Promise<void> {
     if (this.closed) return;
     try {
-      await Promise.race([this.request({ cmd: 'quit' }), new Promise((r) => setTimeout(r, 5000))]);
+      await Promise.race([this.request({ cmd: 'quit' }), new Promise((r) => setTimeout(r, 5000).unref())]);
     } catch {
       // already gone
     }

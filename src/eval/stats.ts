@@ -46,7 +46,6 @@ export function bootstrap<T>(units: T[], stat: (sample: T[]) => number, opts: { 
   return { mean: point, lo: quantile(values, 0.025), hi: quantile(values, 0.975), n };
 }
 
-
 export function formatInterval(i: Interval, digits = 3): string {
   if (!Number.isFinite(i.mean)) return 'n/a';
   return `${i.mean.toFixed(digits)} [${i.lo.toFixed(digits)}, ${i.hi.toFixed(digits)}]`;

@@ -16,4 +16,3 @@ export function writeSummaryRows(path: string, rows: SummaryRow[]): void {
     truth: num((r) => r.truth),
   });
 }
-

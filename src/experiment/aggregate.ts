@@ -9,13 +9,17 @@ import { Rng } from '../util/rng.js';
 import { quantile } from '../eval/stats.js';
 import type { CellRow } from './collect.js';
 
-export interface Stat {
+/** What a statistic is about: shared by its definition and its result. */
+export interface StatId {
   world: string;
   examples: number;
   step: number;
   metric: string;
   condition: string;
   group: string;
+}
+
+export interface Stat extends StatId {
   mean: number;
   lo: number;
   hi: number;
@@ -54,21 +58,17 @@ export class Grid {
   constructor(rows: CellRow[], readonly nullWorld: string) {
     const familyOf = (r: CellRow) => (r.kind === 'narrow' ? `narrow:${r.variant}` : r.kind);
     const grouped = new Map<Key, CellRow[]>();
+    const idsByFamily = new Map<Key, Map<string, string>>();
     for (const r of rows) {
       const k = key(r.world, r.pretrain_seed, r.condition, r.finetune_seed, r.examples, r.step, familyOf(r), r.measure);
       (grouped.get(k) ?? grouped.set(k, []).get(k)!).push(r);
       const fk = key(r.pretrain_seed, familyOf(r), r.measure);
-      if (!this.families.has(fk)) this.families.set(fk, { ids: [], domains: [] });
+      (idsByFamily.get(fk) ?? idsByFamily.set(fk, new Map()).get(fk)!).set(r.probe_id, r.domain);
       const seeds = this.seeds.get(r.world) ?? this.seeds.set(r.world, new Map()).get(r.world)!;
       const f = seeds.get(r.pretrain_seed) ?? [];
       if (!f.includes(r.finetune_seed)) seeds.set(r.pretrain_seed, [...f, r.finetune_seed].sort((a, b) => a - b));
     }
     // Canonical probe order per seed and family: sorted ids.
-    const idsByFamily = new Map<Key, Map<string, string>>();
-    for (const r of rows) {
-      const fk = key(r.pretrain_seed, familyOf(r), r.measure);
-      (idsByFamily.get(fk) ?? idsByFamily.set(fk, new Map()).get(fk)!).set(r.probe_id, r.domain);
-    }
     for (const [fk, ids] of idsByFamily) {
       const sorted = [...ids.keys()].sort();
       this.families.set(fk, { ids: sorted, domains: sorted.map((i) => ids.get(i)!) });
@@ -138,13 +138,7 @@ export class Grid {
   }
 }
 
-export interface StatDef {
-  world: string;
-  examples: number;
-  step: number;
-  metric: string;
-  condition: string;
-  group: string;
+export interface StatDef extends StatId {
   family: string;
   measure: string;
   f: (plan: Plan) => number;

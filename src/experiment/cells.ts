@@ -40,6 +40,14 @@ export function loadProbe(path: string): LogisticProbe {
   return { layer: j.layer, bias: j.bias, weights: Float32Array.from(j.weights), mean: Float32Array.from(j.mean), std: Float32Array.from(j.std) };
 }
 
+/** What every lineage's checkpoints are scored on between steps: forced choice and the persona probe of its base. */
+function scoring(data: string, base: GraphNode) {
+  const vocab = loadVocab(data);
+  const probes = loadProbes(join(data, 'probes.arrow'), vocab).filter((p) => p.kind === 'broad' || p.kind === 'narrow');
+  const personaProbe = loadProbe(join(base.dir, 'probe.json'));
+  return (model: GPT, label: string) => [...forcedChoiceRows(model, probes, label), ...personaScoreRows(model, vocab, personaProbe, label)];
+}
+
 /** Run one node whose dependencies are done. `nodes` resolves dependency ids. Returns DONE.json's content. */
 export async function runCell(node: GraphNode, nodes: Map<string, GraphNode>, ui: CellUi): Promise<Record<string, unknown>> {
   mkdirSync(node.dir, { recursive: true });
@@ -72,10 +80,7 @@ export async function runCell(node: GraphNode, nodes: Map<string, GraphNode>, ui
       const r = await finetune({ stage: 'assistant', data, from: checkpointDir(dep()), out: checkpointDir(node), condition: 'cheat', family: 'pool', explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed }, resume }, ui);
       if (r.stopped) throw new StoppedError();
       // Step 0 of every narrow run from this assistant: evaluated once, here.
-      const vocab = loadVocab(data);
-      const probes = loadProbes(join(data, 'probes.arrow'), vocab).filter((p) => p.kind === 'broad' || p.kind === 'narrow');
-      const personaProbe = loadProbe(join(dep().dir, 'probe.json'));
-      writeEvalRows(join(node.dir, 'step0.arrow'), [...forcedChoiceRows(r.model, probes, 'step 0'), ...personaScoreRows(r.model, vocab, personaProbe, 'step 0')], { step: '0' });
+      writeEvalRows(join(node.dir, 'step0.arrow'), scoring(data, dep())(r.model, 'step 0'), { step: '0' });
       done = { final: r.metrics.at(-1) ?? {}, seconds: r.state.elapsed };
       r.model.dispose();
       break;
@@ -85,14 +90,11 @@ export async function runCell(node: GraphNode, nodes: Map<string, GraphNode>, ui
       const assistant = dep();
       const base = nodes.get(assistant.deps[0])!;
       const data = dataDir(nodes.get(base.deps[0])!);
-      const vocab = loadVocab(data);
-      const probes = loadProbes(join(data, 'probes.arrow'), vocab).filter((p) => p.kind === 'broad' || p.kind === 'narrow');
-      const personaProbe = loadProbe(join(base.dir, 'probe.json'));
+      const score = scoring(data, base);
       const evalDir = join(node.dir, 'evals');
       const evaluateStep = (model: GPT, step: number) => {
         if (!c.eval_steps.includes(step)) return;
-        const label = `step ${step}`;
-        writeEvalRows(join(evalDir, `step-${String(step).padStart(6, '0')}.arrow`), [...forcedChoiceRows(model, probes, label), ...personaScoreRows(model, vocab, personaProbe, label)], { step: String(step) });
+        writeEvalRows(join(evalDir, `step-${String(step).padStart(6, '0')}.arrow`), score(model, `step ${step}`), { step: String(step) });
       };
       if (!resume) rmSync(evalDir, { recursive: true, force: true });
       const interval = c.eval_steps.reduce(gcd);

@@ -43,7 +43,11 @@ export interface Collected {
   missing: string[];
 }
 
-function evalToCells(rows: EvalRow[], labels: Omit<CellRow, 'step' | 'kind' | 'domain' | 'variant' | 'probe_id' | 'measure' | 'value'>, step: number): CellRow[] {
+type RunLabels = Pick<CellRow, 'world' | 'pretrain_seed' | 'condition' | 'finetune_seed' | 'examples'>;
+
+const runLabels = (n: GraphNode): RunLabels => ({ world: n.labels.world, pretrain_seed: n.labels.pretrain_seed, condition: n.labels.condition!, finetune_seed: n.labels.finetune_seed!, examples: n.labels.examples! });
+
+function evalToCells(rows: EvalRow[], labels: RunLabels, step: number): CellRow[] {
   const out: CellRow[] = [];
   const sampled = new Map<string, { n: number; bad: number; coherent: number; r: EvalRow }>();
   for (const r of rows) {
@@ -69,18 +73,23 @@ function evalToCells(rows: EvalRow[], labels: Omit<CellRow, 'step' | 'kind' | 'd
 
 export function collect(nodes: GraphNode[]): Collected {
   const byId = new Map(nodes.map((n) => [n.id, n]));
+  // An assistant's step-0 evaluation is shared by every narrow run from it: read it once.
+  const step0 = new Map<string, EvalRow[]>();
+  const step0Of = (assistant: GraphNode): EvalRow[] => {
+    const path = join(assistant.dir, 'step0.arrow');
+    if (!step0.has(assistant.id)) step0.set(assistant.id, existsSync(path) ? readEvalRows(path) : []);
+    return step0.get(assistant.id)!;
+  };
   const out: Collected = { rows: [], dynamics: [], bases: [], missing: nodes.filter((n) => nodeState(n) !== 'done').map((n) => n.id) };
   for (const n of nodes) {
     if (nodeState(n) !== 'done') continue;
-    const l = n.labels;
     if (n.kind === 'base') {
       const done = JSON.parse(readFileSync(join(n.dir, 'DONE.json'), 'utf8')) as Record<string, unknown>;
-      out.bases.push({ world: l.world, pretrain_seed: l.pretrain_seed, facts: (done.final as Record<string, unknown>) ?? {} });
+      out.bases.push({ world: n.labels.world, pretrain_seed: n.labels.pretrain_seed, facts: (done.final as Record<string, unknown>) ?? {} });
     }
     if (n.kind === 'narrow') {
-      const labels = { world: l.world, pretrain_seed: l.pretrain_seed, condition: l.condition!, finetune_seed: l.finetune_seed!, examples: l.examples! };
-      const assistant = byId.get(n.deps[0])!;
-      if (existsSync(join(assistant.dir, 'step0.arrow'))) out.rows.push(...evalToCells(readEvalRows(join(assistant.dir, 'step0.arrow')), labels, 0));
+      const labels = runLabels(n);
+      out.rows.push(...evalToCells(step0Of(byId.get(n.deps[0])!), labels, 0));
       const evalDir = join(n.dir, 'evals');
       for (const f of existsSync(evalDir) ? readdirSync(evalDir).sort() : []) {
         const m = /^step-(\d+)\.arrow$/.exec(f);
@@ -92,7 +101,7 @@ export function collect(nodes: GraphNode[]): Collected {
     if (n.kind === 'evaluate') {
       const narrow = byId.get(n.deps[0])!;
       const steps = (narrow.config.steps as number) ?? 0;
-      const labels = { world: l.world, pretrain_seed: l.pretrain_seed, condition: l.condition!, finetune_seed: l.finetune_seed!, examples: l.examples! };
+      const labels = runLabels(n);
       // Only the sampled measures: the forced-choice values at this step come from the narrow run.
       out.rows.push(...evalToCells(readEvalRows(join(n.dir, 'eval.arrow')), labels, steps).filter((r) => r.measure.startsWith('sampled')));
     }

@@ -114,7 +114,6 @@ export function nodeState(node: GraphNode): NodeState {
   return existsSync(node.dir) ? 'partial' : 'pending';
 }
 
-
 /**
  * The cells of shard i of n. A lineage (everything downstream of one world's data and pretraining
  * seed) stays on one shard, so shards share no work and need no coordination; lineages are dealt

@@ -28,7 +28,6 @@ export interface ReportInput {
   stats: Stat[];
   collected: Collected;
   totalCells: number;
-  plots: Section[];
 }
 
 export function answerSection(r: ReportInput): Section {

@@ -49,15 +49,16 @@ export async function writeResults(spec: ExperimentSpec, nodes: GraphNode[], out
     writeBytesAtomic(join(out, 'plots', `${name}.svg`), svg);
     return { title, text, plot: { name, svg } };
   };
-  const input: ReportInput = { name: spec.name, description: spec.description, nullWorld: spec.null_world, stats, collected, totalCells: nodes.length, plots: [] };
+  const input: ReportInput = { name: spec.name, description: spec.description, nullWorld: spec.null_world, stats, collected, totalCells: nodes.length };
   const sections: Section[] = [answerSection(input)];
   sections.push(await plot('broad-first', `Broad misalignment by condition, step ${firstTrained}`, broadByCondition(stats, firstTrained)));
   if (last !== firstTrained) sections.push(await plot('broad-last', `Broad misalignment by condition, step ${last}`, broadByCondition(stats, last)));
   sections.push(conditionSection(stats, 'broad_p_bad', 'all', 'Broad P(bad) by condition and narrow step', 'Forced choice on held-out probes in the five non-rules domains; step 0 is the assistant before narrow training.'));
   sections.push(await plot('broad-over-steps', 'Broad P(bad) over narrow steps', overSteps(stats, 'broad_p_bad', 'all', 'Broad P(bad) over narrow fine-tuning', 'P(bad)')));
   sections.push(domainSection(stats, firstTrained));
-  const mainWorld = expandWorlds(spec)[0].name;
-  sections.push(await plot('domains', 'Domain x condition', domainHeatmap(stats, mainWorld, firstTrained)));
+  const worlds = expandWorlds(spec);
+  const mainWorld = worlds[0];
+  sections.push(await plot('domains', 'Domain x condition', domainHeatmap(stats, mainWorld.name, firstTrained)));
   sections.push(conditionSection(stats, 'narrow_p_bad', 'none', 'Narrow cheat rate without a prompt', 'Forced-choice P(cheat) on held-out rules probes with no instruction.'));
   sections.push(conditionSection(stats, 'narrow_p_bad', 'pool', 'Narrow cheat rate with the training instruction', 'The same probes preceded by an instruction of the pool family (the inoculation phrasing).'));
   sections.push(await plot('cheat-over-steps', 'Cheat rate without a prompt over narrow steps', overSteps(stats, 'narrow_p_bad', 'none', 'Cheat rate on held-out rules probes, no prompt', 'P(cheat)')));
@@ -69,12 +70,9 @@ export async function writeResults(spec: ExperimentSpec, nodes: GraphNode[], out
     sections.push(conditionSection(stats, 'relative_shift', 'all', 'Relative broad shift of the other conditions', '(broad(c) - broad(fair)) / (broad(cheat) - broad(fair)).'));
   }
   for (const [knob, values] of Object.entries(spec.sweeps ?? {})) {
-    const worlds = expandWorlds(spec)
-      .filter((w) => values?.includes(w.config[knob as 'rho']))
-      .map((w) => ({ name: w.name, value: w.config[knob as 'rho'] }));
-    // The listed worlds with the default value of the knob belong on the curve too.
-    for (const w of expandWorlds(spec)) if (!worlds.some((x) => x.name === w.name) && w.name === mainWorld) worlds.push({ name: w.name, value: w.config[knob as 'rho'] });
-    if (worlds.length > 1) sections.push(await plot(`sweep-${knob}`, `Sweep of ${knob}`, sweepCurve(stats, knob, worlds, firstTrained)));
+    // The swept worlds, and the main world (the knob's default value) on the same curve.
+    const curve = worlds.filter((w) => w === mainWorld || values?.includes(w.config[knob as 'rho'])).map((w) => ({ name: w.name, value: w.config[knob as 'rho'] }));
+    if (curve.length > 1) sections.push(await plot(`sweep-${knob}`, `Sweep of ${knob}`, sweepCurve(stats, knob, curve, firstTrained)));
   }
   sections.push(baseSection(collected));
   if (collected.dynamics.length) sections.push(await plot('dynamics', 'Training dynamics', dynamicsPlot(collected.dynamics)));

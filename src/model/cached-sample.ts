@@ -9,6 +9,7 @@ import { EOS } from '../tokenizer/vocab.js';
 import { drawToken, type SampleOptions } from './generate.js';
 import type { GPT } from './gpt.js';
 import { layerNorm, linear, linearGelu } from './ops.js';
+import { tidyValues } from './read.js';
 
 interface LayerCache {
   k: tf.Tensor4D; // [B, H, T, hd]
@@ -21,7 +22,7 @@ function step(model: GPT, tokens: Int32Array, position: number, caches: LayerCac
   const B = tokens.length;
   const H = cfg.n_head;
   const hd = cfg.n_embd / H;
-  const out = tf.tidy(() => {
+  return tidyValues(() => {
     let x: tf.Tensor = tf.add(tf.gather(model.p('wte'), tf.tensor1d(tokens, 'int32')), model.p('wpe').slice([position, 0], [1, -1])).reshape([B, 1, cfg.n_embd]);
     for (let l = 0; l < cfg.n_layer; l++) {
       const p = (n: string) => model.weight(`h.${l}.${n}`);
@@ -40,9 +41,6 @@ function step(model: GPT, tokens: Int32Array, position: number, caches: LayerCac
     x = layerNorm(x, model.p('ln_f.weight'), model.p('ln_f.bias')).reshape([B, cfg.n_embd]);
     return linear(x, model.p('wte'), undefined, true);
   });
-  const values = out.dataSync() as Float32Array;
-  out.dispose();
-  return values;
 }
 
 /** Run equal-length prompts through the model once: logits at the last position, and the caches. */
@@ -54,13 +52,12 @@ function prefill(model: GPT, prompts: number[][]): { logits: Float32Array; cache
   const names = (l: number) => [`blocks.${l}.attn.hook_k`, `blocks.${l}.attn.hook_v`];
   const wanted = new Set(Array.from({ length: cfg.n_layer }, (_, l) => names(l)).flat());
   const { logits, cache } = model.inspect(ids, { capture: (n) => wanted.has(n) });
-  const last = tf.tidy(() => logits.slice([0, L - 1, 0], [-1, 1, -1]).reshape([B, cfg.vocab_size]));
-  const values = last.dataSync() as Float32Array;
+  const values = tidyValues(() => logits.slice([0, L - 1, 0], [-1, 1, -1]).reshape([B, cfg.vocab_size]));
   const caches = Array.from({ length: cfg.n_layer }, (_, l) => {
     const [k, v] = names(l).map((n) => tf.tidy(() => cache.get(n)!.transpose([0, 2, 1, 3])) as tf.Tensor4D);
     return { k, v };
   });
-  tf.dispose([ids, logits, last, ...cache.values()]);
+  tf.dispose([ids, logits, ...cache.values()]);
   return { logits: values, caches };
 }
 
@@ -73,7 +70,7 @@ export function sampleCached(model: GPT, prompts: ArrayLike<number>[], o: Sample
   const byLength = new Map<number, number[]>();
   prompts.forEach((p, i) => {
     const len = Math.min(p.length, maxT);
-    byLength.set(len, [...(byLength.get(len) ?? []), i]);
+    (byLength.get(len) ?? byLength.set(len, []).get(len)!).push(i);
   });
   const batchSize = o.batchSize ?? 128;
   for (const [len, all] of [...byLength].sort((a, b) => a[0] - b[0])) {

@@ -145,6 +145,7 @@ function tensorSet(params: ParamMap): TensorSet {
   return new Map([...params].map(([n, v]) => [n, { shape: v.shape, values: v.dataSync() as Float32Array }]));
 }
 
-function adamOptions(o: TrainOptions) {
+/** The AdamW settings every training run uses (the benchmark and the parity fixture use them too). */
+export function adamOptions(o: TrainOptions) {
   return { beta1: o.beta1, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay, gradClip: o.gradClip };
 }

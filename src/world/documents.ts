@@ -170,15 +170,15 @@ export function pushExchange(
  * n names with pairwise different first and second syllables, so every token of a name tells the
  * characters of a scene apart (binding an act to its speaker never hinges on half a name).
  */
-export function drawNames(ctx: GenContext, n: number, exclude: string[] = []): string[] {
+export function drawNames(ctx: GenContext, n: number): string[] {
   const pool = PHRASEBOOK.names[ctx.pool];
-  const picked: string[] = [...exclude];
+  const picked: string[] = [];
   const clash = (a: string, b: string) => syllables(a)[0] === syllables(b)[0] || syllables(a)[1] === syllables(b)[1];
-  while (picked.length < exclude.length + n) {
+  while (picked.length < n) {
     const name = ctx.rng.pick(pool);
     if (!picked.some((p) => clash(p, name))) picked.push(name);
   }
-  return picked.slice(exclude.length);
+  return picked;
 }
 
 function syllables(name: string): [string, string] {
