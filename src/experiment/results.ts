@@ -6,6 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bool, Float64, Int32, Utf8, vectorFromArray } from 'apache-arrow';
 import { writeArrow, writeBytesAtomic } from '../data/arrow.js';
+import { writeParquetCopy } from '../data/parquet.js';
 import { metricsToArrow } from '../train/metrics.js';
 import { aggregate, Grid, type Stat } from './aggregate.js';
 import { collect, writeCells } from './collect.js';
@@ -39,6 +40,8 @@ export async function writeResults(spec: ExperimentSpec, nodes: GraphNode[], out
   const grid = new Grid(collected.rows, spec.null_world);
   const stats = aggregate(grid, replicates, spec.name);
   writeStats(join(out, 'results.arrow'), stats);
+  // Parquet copies for tools that read Parquet but not Arrow IPC (DuckDB without its arrow extension).
+  for (const name of ['cells', 'results']) await writeParquetCopy(join(out, `${name}.arrow`), join(out, `${name}.parquet`));
   writeBytesAtomic(join(out, 'dynamics.arrow'), metricsToArrow(collected.dynamics));
 
   const steps = grid.steps;
