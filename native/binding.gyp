@@ -10,7 +10,7 @@
         "<!(node -p \"require('node-addon-api').include_dir\")",
         '<!@(node detect.mjs includes)',
       ],
-      'defines': ['NAPI_CPP_EXCEPTIONS', 'NAPI_VERSION=8', 'NODE_ADDON_API_DISABLE_DEPRECATED', '<!@(node detect.mjs defines)'],
+      'defines': ['NAPI_CPP_EXCEPTIONS', 'NODE_ADDON_API_CPP_EXCEPTIONS_ALL', 'NAPI_VERSION=8', 'NODE_ADDON_API_DISABLE_DEPRECATED', '<!@(node detect.mjs defines)'],
       'cflags!': ['-fno-exceptions'],
       'cflags_cc!': ['-fno-exceptions', '-fno-rtti'],
       'cflags_cc': ['<!@(node detect.mjs cflags)'],

@@ -1,9 +1,24 @@
 // Node-API glue: every function takes typed arrays (inputs and preallocated outputs) and sizes,
-// checks that the arrays are large enough, and calls the kernels in gemm.cc / ops.cc / fused.cc.
+// checks them, and calls the kernels in gemm.cc / ops.cc / fused.cc.
+//
+// Each function is declared once in BINDINGS below with its arguments by name, in order (the
+// TypeScript side's ADDON_SIGNATURES in src/backend/native/contracts.ts; `signatures()` reports
+// this table and a test compares the two). Bodies read their arguments by those names, and a call
+// with another number of arguments is refused.
+//
+// Nothing a caller passes can take the process down: every size is a non-negative integer whose
+// products are checked for overflow before the arrays' lengths are compared with them, op codes
+// are range-checked, and every C++ exception (a bad size, std::bad_alloc, a oneDNN error, one
+// thrown inside an OpenMP region, see ParallelError) becomes a JavaScript exception naming the
+// function.
 #include <napi.h>
 
+#include <cmath>
 #include <cstring>
+#include <new>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common.h"
 
@@ -11,139 +26,148 @@ using namespace pnative;
 
 namespace {
 
+// Largest rank of a shape argument, largest integer a double holds exactly.
+const size_t MAX_RANK = 16;
+const double MAX_SIZE = 9007199254740992.0;  // 2^53
+
+struct Call;
+typedef Napi::Value (*Body)(Call&);
+struct Binding {
+  const char* name;
+  std::vector<const char*> args;
+  Body body;
+};
+
 struct Arr {
   void* p;
   size_t n;  // elements
 };
 
-Arr typed(const Napi::Env& env, const Napi::Value& v, napi_typedarray_type want, const char* what) {
-  if (!v.IsTypedArray()) throw Napi::TypeError::New(env, std::string(what) + ": expected a typed array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (ta.TypedArrayType() != want) {
-    // float32 and 32-bit integer data are interchangeable for pure copies (want == uint32).
-    bool ok = want == napi_uint32_array &&
-              (ta.TypedArrayType() == napi_float32_array || ta.TypedArrayType() == napi_int32_array);
-    if (!ok) throw Napi::TypeError::New(env, std::string(what) + ": wrong typed array type");
+// One call of a binding: its arguments, read and checked by name.
+struct Call {
+  const Napi::CallbackInfo& info;
+  const Binding& b;
+  Napi::Env env;
+
+  Call(const Napi::CallbackInfo& i, const Binding& bd) : info(i), b(bd), env(i.Env()) {}
+
+  std::string at(const char* arg) const { return std::string(b.name) + ": " + arg; }
+  [[noreturn]] void range(const std::string& msg) const { throw Napi::RangeError::New(env, std::string(b.name) + ": " + msg); }
+  [[noreturn]] void type(const std::string& msg) const { throw Napi::TypeError::New(env, std::string(b.name) + ": " + msg); }
+
+  void check_arity() const {
+    if (info.Length() == b.args.size()) return;
+    std::string names;
+    for (const char* a : b.args) names += (names.empty() ? "" : ", ") + std::string(a);
+    type("expected " + std::to_string(b.args.size()) + " arguments (" + names + "), got " + std::to_string(info.Length()));
   }
-  uint8_t* base = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  return {base, ta.ElementLength()};
-}
-float* F(const Napi::CallbackInfo& info, int i, i64 need, const char* what) {
-  Arr a = typed(info.Env(), info[i], napi_float32_array, what);
-  if ((i64)a.n < need) throw Napi::RangeError::New(info.Env(), std::string(what) + ": array too small");
-  return static_cast<float*>(a.p);
-}
-float* Fopt(const Napi::CallbackInfo& info, int i, i64 need, const char* what) {
-  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
-  return F(info, i, need, what);
-}
-int32_t* I32(const Napi::CallbackInfo& info, int i, i64 need, const char* what) {
-  Arr a = typed(info.Env(), info[i], napi_int32_array, what);
-  if ((i64)a.n < need) throw Napi::RangeError::New(info.Env(), std::string(what) + ": array too small");
-  return static_cast<int32_t*>(a.p);
-}
-uint32_t* U32v(const Napi::Env& env, const Napi::Value& v, i64 need, const char* what) {
-  Arr a = typed(env, v, napi_uint32_array, what);
-  if ((i64)a.n < need) throw Napi::RangeError::New(env, std::string(what) + ": array too small");
-  return static_cast<uint32_t*>(a.p);
-}
-uint32_t* U32(const Napi::CallbackInfo& info, int i, i64 need, const char* what) {
-  return U32v(info.Env(), info[i], need, what);
-}
-i64 N(const Napi::CallbackInfo& info, int i) {
-  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "expected a number at argument " + std::to_string(i));
-  return info[i].As<Napi::Number>().Int64Value();
-}
-double D(const Napi::CallbackInfo& info, int i) {
-  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "expected a number at argument " + std::to_string(i));
-  return info[i].As<Napi::Number>().DoubleValue();
-}
-bool Bo(const Napi::CallbackInfo& info, int i) { return info[i].ToBoolean().Value(); }
-std::vector<i64> Dims(const Napi::CallbackInfo& info, int i) {
-  if (!info[i].IsArray()) throw Napi::TypeError::New(info.Env(), "expected an array of numbers");
-  Napi::Array a = info[i].As<Napi::Array>();
-  std::vector<i64> d(a.Length());
-  for (uint32_t k = 0; k < a.Length(); k++) {
-    i64 v = a.Get(k).As<Napi::Number>().Int64Value();
-    if (v < 0) throw Napi::RangeError::New(info.Env(), "negative dimension");
-    d[k] = v;
+  Napi::Value arg(const char* name) const {
+    for (size_t k = 0; k < b.args.size(); k++)
+      if (std::strcmp(b.args[k], name) == 0) return info[k];
+    // A body reading an argument its signature lacks: a bug in this file, reported, not fatal.
+    throw std::logic_error(std::string("no argument '") + name + "' in the signature");
   }
-  return d;
-}
-i64 Prod(const std::vector<i64>& d) {
-  i64 p = 1;
-  for (i64 v : d) p *= v;
-  return p;
-}
-Napi::Array List(const Napi::CallbackInfo& info, int i) {
-  if (!info[i].IsArray()) throw Napi::TypeError::New(info.Env(), "expected an array of typed arrays");
-  return info[i].As<Napi::Array>();
-}
 
-Napi::Value Info(const Napi::CallbackInfo& info) {
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("dnnl", have_dnnl());
-  o.Set("blas", have_blas());
-  o.Set("threads", max_threads());
-#ifdef _OPENMP
-  o.Set("openmp", true);
-#else
-  o.Set("openmp", false);
-#endif
-  return o;
-}
-
-Napi::Value SetThreads(const Napi::CallbackInfo& info) {
-#ifdef _OPENMP
-  i64 n = N(info, 0);
-  if (n > 0) omp_set_num_threads((int)n);
-#endif
-  return Napi::Number::New(info.Env(), max_threads());
-}
-
-Napi::Value SetGemmDefault(const Napi::CallbackInfo& info) {
-  gemm_set_default((int)N(info, 0), (int)N(info, 1));
-  return info.Env().Undefined();
-}
-
-// matmul(a, b, c, batch, batchA, batchB, M, N, K, transA, transB, bias|null, act, accumulate, engine) -> engine
-Napi::Value Matmul(const Napi::CallbackInfo& info) {
-  Gemm g;
-  g.batch = N(info, 3);
-  g.batchA = N(info, 4);
-  g.batchB = N(info, 5);
-  g.M = N(info, 6);
-  g.N = N(info, 7);
-  g.K = N(info, 8);
-  g.transA = Bo(info, 9);
-  g.transB = Bo(info, 10);
-  g.act = (int)N(info, 12);
-  g.accumulate = Bo(info, 13);
-  if ((g.batchA != 1 && g.batchA != g.batch) || (g.batchB != 1 && g.batchB != g.batch))
-    throw Napi::RangeError::New(info.Env(), "matmul: bad batch sizes");
-  g.A = F(info, 0, g.batchA * g.M * g.K, "a");
-  g.B = F(info, 1, g.batchB * g.K * g.N, "b");
-  g.C = F(info, 2, g.batch * g.M * g.N, "c");
-  g.bias = Fopt(info, 11, g.N, "bias");
-  int used;
-  try {
-    used = gemm(g, (int)N(info, 14));
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(info.Env(), std::string("matmul failed: ") + e.what());
+  // A non-negative integer (a size or a count).
+  i64 size(const char* a) const {
+    Napi::Value v = arg(a);
+    if (!v.IsNumber()) type(std::string(a) + " must be a number");
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d != std::floor(d) || d > MAX_SIZE) range(std::string(a) + " must be a non-negative integer, got " + std::to_string(d));
+    return (i64)d;
   }
-  if (used < 0) throw Napi::Error::New(info.Env(), "matmul: engine not available");
-  return Napi::Number::New(info.Env(), used);
-}
-
-void RunGemm(const Napi::Env& env, const Gemm& g) {
-  int used;
-  try {
-    used = gemm(g, GEMM_AUTO);
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, std::string("matmul failed: ") + e.what());
+  // An integer code in [0, n).
+  int code(const char* a, int n) const {
+    i64 v = size(a);
+    if (v >= n) range(std::string(a) + " " + std::to_string(v) + " is out of range [0, " + std::to_string(n) + ")");
+    return (int)v;
   }
-  if (used < 0) throw Napi::Error::New(env, "matmul: no engine");
-}
+  double num(const char* a) const {
+    Napi::Value v = arg(a);
+    if (!v.IsNumber()) type(std::string(a) + " must be a number");
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d)) range(std::string(a) + " must be finite");
+    return d;
+  }
+  bool flag(const char* a) const {
+    Napi::Value v = arg(a);
+    if (!v.IsBoolean()) type(std::string(a) + " must be a boolean");
+    return v.As<Napi::Boolean>().Value();
+  }
+  // Checked product of sizes.
+  i64 mul(std::initializer_list<i64> xs) const {
+    i64 p = 1;
+    for (i64 x : xs)
+      if (__builtin_mul_overflow(p, x, &p)) range("sizes overflow (their product exceeds 2^63)");
+    return p;
+  }
+
+  Arr typed_value(const Napi::Value& v, napi_typedarray_type want, const std::string& what) const {
+    if (!v.IsTypedArray()) throw Napi::TypeError::New(env, what + ": expected a typed array");
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    if (ta.TypedArrayType() != want) {
+      // float32 and 32-bit integer data are interchangeable for pure copies (want == uint32).
+      bool ok = want == napi_uint32_array &&
+                (ta.TypedArrayType() == napi_float32_array || ta.TypedArrayType() == napi_int32_array);
+      if (!ok) throw Napi::TypeError::New(env, what + ": wrong typed array type");
+    }
+    uint8_t* base = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    return {base, ta.ElementLength()};
+  }
+  Arr typed(const char* a, napi_typedarray_type want) const { return typed_value(arg(a), want, at(a)); }
+  void need(const Arr& x, i64 n, const std::string& what) const {
+    if ((i64)x.n < n) throw Napi::RangeError::New(env, what + ": array too small (" + std::to_string(x.n) + " < " + std::to_string(n) + ")");
+  }
+  float* f32(const char* a, i64 n) const {
+    Arr x = typed(a, napi_float32_array);
+    need(x, n, at(a));
+    return static_cast<float*>(x.p);
+  }
+  float* f32_opt(const char* a, i64 n) const {
+    Napi::Value v = arg(a);
+    if (v.IsNull() || v.IsUndefined()) return nullptr;
+    return f32(a, n);
+  }
+  int32_t* i32(const char* a, i64 n) const {
+    Arr x = typed(a, napi_int32_array);
+    need(x, n, at(a));
+    return static_cast<int32_t*>(x.p);
+  }
+  uint32_t* u32_value(const Napi::Value& v, i64 n, const std::string& what) const {
+    Arr x = typed_value(v, napi_uint32_array, what);
+    need(x, n, what);
+    return static_cast<uint32_t*>(x.p);
+  }
+  uint32_t* u32(const char* a, i64 n) const { return u32_value(arg(a), n, at(a)); }
+  // A shape: an array of non-negative integers, rank <= MAX_RANK.
+  std::vector<i64> dims(const char* a) const {
+    Napi::Value v = arg(a);
+    if (!v.IsArray()) type(std::string(a) + " must be an array of sizes");
+    Napi::Array arr = v.As<Napi::Array>();
+    if (arr.Length() > MAX_RANK) range(std::string(a) + " has rank " + std::to_string(arr.Length()) + " > " + std::to_string(MAX_RANK));
+    std::vector<i64> d(arr.Length());
+    for (uint32_t k = 0; k < arr.Length(); k++) {
+      Napi::Value e = arr.Get(k);
+      if (!e.IsNumber()) type(std::string(a) + " must hold numbers");
+      double x = e.As<Napi::Number>().DoubleValue();
+      if (!(x >= 0) || x != std::floor(x) || x > MAX_SIZE) range(std::string(a) + " holds a negative or non-integer size");
+      d[k] = (i64)x;
+    }
+    return d;
+  }
+  i64 prod(const std::vector<i64>& d) const {
+    i64 p = 1;
+    for (i64 x : d)
+      if (__builtin_mul_overflow(p, x, &p)) range("sizes overflow (their product exceeds 2^63)");
+    return p;
+  }
+  Napi::Array list(const char* a) const {
+    Napi::Value v = arg(a);
+    if (!v.IsArray()) type(std::string(a) + " must be an array");
+    return v.As<Napi::Array>();
+  }
+};
+
 Gemm Mk(const float* A, const float* B, float* C, i64 M, i64 Nn, i64 K, bool ta, bool tb, const float* bias, int act) {
   Gemm g;
   g.A = A;
@@ -161,375 +185,503 @@ Gemm Mk(const float* A, const float* B, float* C, i64 M, i64 Nn, i64 K, bool ta,
   return g;
 }
 
-// binary(op, a, aShape, b, bShape, out, outShape)
-Napi::Value Binary(const Napi::CallbackInfo& info) {
-  auto as = Dims(info, 2), bs = Dims(info, 4), os = Dims(info, 6);
-  if (as.size() > os.size() || bs.size() > os.size()) throw Napi::RangeError::New(info.Env(), "binary: bad ranks");
+// ---------------------------------------------------------------- introspection
+Napi::Value Info(Call& c) {
+  Napi::Object o = Napi::Object::New(c.env);
+  o.Set("dnnl", have_dnnl());
+  o.Set("dnnlVersion", dnnl_version_string());
+  o.Set("blas", have_blas());
+  o.Set("threads", max_threads());
+#ifdef _OPENMP
+  o.Set("openmp", true);
+#else
+  o.Set("openmp", false);
+#endif
+  return o;
+}
+
+Napi::Value Signatures(Call& c);
+
+Napi::Value OpCodes(Call& c) {
+  auto table = [&](std::initializer_list<std::pair<const char*, int>> kv) {
+    Napi::Object o = Napi::Object::New(c.env);
+    for (auto& e : kv) o.Set(e.first, e.second);
+    return o;
+  };
+  Napi::Object o = Napi::Object::New(c.env);
+  o.Set("binary", table({{"Add", B_ADD}, {"Sub", B_SUB}, {"Multiply", B_MUL}, {"RealDiv", B_DIV}, {"Maximum", B_MAX},
+                         {"Minimum", B_MIN}, {"SquaredDifference", B_SQDIFF}}));
+  o.Set("unary", table({{"Exp", U_EXP}, {"Log", U_LOG}, {"Tanh", U_TANH}, {"Sqrt", U_SQRT}, {"Rsqrt", U_RSQRT},
+                        {"Neg", U_NEG}, {"Square", U_SQUARE}, {"Reciprocal", U_RECIP}, {"Abs", U_ABS}, {"Relu", U_RELU},
+                        {"Sigmoid", U_SIGMOID}, {"Gelu", U_GELU}}));
+  o.Set("reduce", table({{"Sum", R_SUM}, {"Max", R_MAX}, {"Min", R_MIN}, {"Mean", R_MEAN}, {"Prod", R_PROD}}));
+  o.Set("gemmEngine", table({{"auto", GEMM_AUTO}, {"dnnl", GEMM_DNNL}, {"blas", GEMM_BLAS}, {"loop", GEMM_REF}}));
+  o.Set("matmulAct", table({{"none", 0}, {"relu", 1}}));
+  return o;
+}
+
+// selfTest(fault): raises one kind of native failure, to check that it reaches JavaScript as an
+// exception and the process lives on.
+Napi::Value SelfTest(Call& c) {
+  Napi::Value v = c.arg("fault");
+  if (!v.IsString()) c.type("fault must be a string");
+  std::string f = v.As<Napi::String>().Utf8Value();
+  if (f == "bad_alloc") throw std::bad_alloc();
+  if (f == "std") throw std::runtime_error("self-test exception");
+  if (f == "unknown") throw 42;
+  if (f == "parallel") {
+    // Thrown on a worker thread when there is more than one (items are split statically).
+    par_items(64, 1 << 20, 0, [](i64 i) {
+      if (i == 63) throw std::runtime_error("self-test exception in a parallel region");
+    });
+    return c.env.Undefined();
+  }
+  if (f == "dnnl") {
+    gemm_dnnl_fault();
+    return c.env.Undefined();
+  }
+  c.range("unknown fault '" + f + "' (bad_alloc, std, unknown, parallel, dnnl)");
+}
+
+Napi::Value SetThreads(Call& c) {
+  i64 n = c.size("n");
+#ifdef _OPENMP
+  if (n > 0) omp_set_num_threads((int)std::min<i64>(n, 1 << 16));
+#else
+  (void)n;
+#endif
+  return Napi::Number::New(c.env, max_threads());
+}
+
+Napi::Value SetGemmDefault(Call& c) {
+  if (!gemm_set_default(c.code("opCase", GEMM_CASES), c.code("engine", GEMM_REF + 1))) c.range("bad case or engine");
+  return c.env.Undefined();
+}
+
+// ---------------------------------------------------------------- products
+Napi::Value Matmul(Call& c) {
+  Gemm g;
+  g.batch = c.size("batch");
+  g.batchA = c.size("batchA");
+  g.batchB = c.size("batchB");
+  g.M = c.size("M");
+  g.N = c.size("N");
+  g.K = c.size("K");
+  g.transA = c.flag("transA");
+  g.transB = c.flag("transB");
+  g.act = c.code("act", 2);
+  g.accumulate = c.flag("accumulate");
+  int engine = c.code("engine", GEMM_REF + 1);
+  if ((g.batchA != 1 && g.batchA != g.batch) || (g.batchB != 1 && g.batchB != g.batch)) c.range("bad batch sizes");
+  g.A = c.f32("a", c.mul({g.batchA, g.M, g.K}));
+  g.B = c.f32("b", c.mul({g.batchB, g.K, g.N}));
+  g.C = c.f32("c", c.mul({g.batch, g.M, g.N}));
+  g.bias = c.f32_opt("bias", g.N);
+  int used = gemm(g, engine);
+  if (used < 0) c.range("engine " + std::to_string(engine) + " is not built in");
+  return Napi::Number::New(c.env, used);
+}
+
+Napi::Value Linear(Call& c) {
+  i64 M = c.size("M"), K = c.size("K"), Nn = c.size("N");
+  bool tw = c.flag("transW");
+  gemm_or_throw(Mk(c.f32("x", c.mul({M, K})), c.f32("w", c.mul({K, Nn})), c.f32("y", c.mul({M, Nn})), M, Nn, K, false, tw,
+                   c.f32_opt("b", Nn), 0),
+                GEMM_AUTO, "linear");
+  return c.env.Undefined();
+}
+
+Napi::Value LinearGrad(Call& c) {
+  i64 M = c.size("M"), K = c.size("K"), Nn = c.size("N");
+  bool tw = c.flag("transW");
+  const float* dy = c.f32("dy", c.mul({M, Nn}));
+  const float* x = c.f32("x", c.mul({M, K}));
+  const float* w = c.f32("w", c.mul({K, Nn}));
+  float* dx = c.f32("dx", c.mul({M, K}));
+  float* dw = c.f32("dw", c.mul({K, Nn}));
+  float* db = c.f32_opt("db", Nn);
+  if (!tw) {
+    gemm_or_throw(Mk(dy, w, dx, M, K, Nn, false, true, nullptr, 0), GEMM_AUTO, "linearGrad");  // dx = dy w^T
+    gemm_or_throw(Mk(x, dy, dw, K, Nn, M, true, false, nullptr, 0), GEMM_AUTO, "linearGrad");  // dw = x^T dy
+  } else {
+    gemm_or_throw(Mk(dy, w, dx, M, K, Nn, false, false, nullptr, 0), GEMM_AUTO, "linearGrad");  // dx = dy w   (w [N,K])
+    gemm_or_throw(Mk(dy, x, dw, Nn, K, M, true, false, nullptr, 0), GEMM_AUTO, "linearGrad");  // dw = dy^T x ([N,K])
+  }
+  if (db) col_sum(dy, db, M, Nn);
+  return c.env.Undefined();
+}
+
+Napi::Value LinearGelu(Call& c) {
+  i64 M = c.size("M"), K = c.size("K"), Nn = c.size("N");
+  i64 MN = c.mul({M, Nn});
+  float* h = c.f32("h", MN);
+  float* y = c.f32("y", MN);
+  gemm_or_throw(Mk(c.f32("x", c.mul({M, K})), c.f32("w", c.mul({K, Nn})), h, M, Nn, K, false, false, c.f32_opt("b", Nn), 0),
+                GEMM_AUTO, "linearGelu");
+  gelu_fwd(h, y, MN);
+  return c.env.Undefined();
+}
+
+Napi::Value LinearGeluGrad(Call& c) {
+  i64 M = c.size("M"), K = c.size("K"), Nn = c.size("N");
+  i64 MN = c.mul({M, Nn});
+  const float* dy = c.f32("dy", MN);
+  const float* x = c.f32("x", c.mul({M, K}));
+  const float* w = c.f32("w", c.mul({K, Nn}));
+  const float* h = c.f32("h", MN);
+  float* dx = c.f32("dx", c.mul({M, K}));
+  float* dw = c.f32("dw", c.mul({K, Nn}));
+  float* db = c.f32_opt("db", Nn);
+  static thread_local std::vector<float> dh;  // scratch, per JS thread
+  if ((i64)dh.size() < MN) dh.resize(MN);
+  gelu_bwd(dy, h, dh.data(), MN);
+  gemm_or_throw(Mk(dh.data(), w, dx, M, K, Nn, false, true, nullptr, 0), GEMM_AUTO, "linearGeluGrad");
+  gemm_or_throw(Mk(x, dh.data(), dw, K, Nn, M, true, false, nullptr, 0), GEMM_AUTO, "linearGeluGrad");
+  if (db) col_sum(dh.data(), db, M, Nn);
+  return c.env.Undefined();
+}
+
+// ---------------------------------------------------------------- element-wise
+Napi::Value Binary(Call& c) {
+  int op = c.code("op", BIN_OPS);
+  auto as = c.dims("aShape"), bs = c.dims("bShape"), os = c.dims("outShape");
+  if (as.size() > os.size() || bs.size() > os.size()) c.range("bad ranks");
   for (size_t k = 0; k < as.size(); k++) {
     i64 od = os[os.size() - as.size() + k];
-    if (as[k] != 1 && as[k] != od) throw Napi::RangeError::New(info.Env(), "binary: shapes do not broadcast");
+    if (as[k] != 1 && as[k] != od) c.range("shapes do not broadcast");
   }
   for (size_t k = 0; k < bs.size(); k++) {
     i64 od = os[os.size() - bs.size() + k];
-    if (bs[k] != 1 && bs[k] != od) throw Napi::RangeError::New(info.Env(), "binary: shapes do not broadcast");
+    if (bs[k] != 1 && bs[k] != od) c.range("shapes do not broadcast");
   }
-  const float* a = F(info, 1, Prod(as), "a");
-  const float* b = F(info, 3, Prod(bs), "b");
-  float* o = F(info, 5, Prod(os), "out");
-  binary((int)N(info, 0), a, as, b, bs, o, os);
-  return info.Env().Undefined();
+  const float* a = c.f32("a", c.prod(as));
+  const float* b = c.f32("b", c.prod(bs));
+  float* o = c.f32("out", c.prod(os));
+  binary(op, a, as, b, bs, o, os);
+  return c.env.Undefined();
 }
 
-// unary(op, x, y)
-Napi::Value Unary(const Napi::CallbackInfo& info) {
-  Arr x = typed(info.Env(), info[1], napi_float32_array, "x");
-  float* y = F(info, 2, (i64)x.n, "y");
-  unary((int)N(info, 0), static_cast<float*>(x.p), y, (i64)x.n);
-  return info.Env().Undefined();
+Napi::Value Unary(Call& c) {
+  int op = c.code("op", UN_OPS);
+  Arr x = c.typed("x", napi_float32_array);
+  float* y = c.f32("y", (i64)x.n);
+  unary(op, static_cast<float*>(x.p), y, (i64)x.n);
+  return c.env.Undefined();
 }
 
-// addn(list, y)
-Napi::Value AddN(const Napi::CallbackInfo& info) {
-  Napi::Array l = List(info, 0);
-  Arr y = typed(info.Env(), info[1], napi_float32_array, "y");
+Napi::Value AddN(Call& c) {
+  Napi::Array l = c.list("xs");
+  Arr y = c.typed("y", napi_float32_array);
   std::vector<const float*> xs;
   for (uint32_t k = 0; k < l.Length(); k++) {
-    Arr a = typed(info.Env(), l.Get(k), napi_float32_array, "x");
-    if (a.n < y.n) throw Napi::RangeError::New(info.Env(), "addn: array too small");
+    Arr a = c.typed_value(l.Get(k), napi_float32_array, c.at("xs"));
+    c.need(a, (i64)y.n, c.at("xs"));
     xs.push_back(static_cast<float*>(a.p));
   }
-  if (xs.empty()) throw Napi::RangeError::New(info.Env(), "addn: empty list");
+  if (xs.empty()) c.range("empty list");
   addn(xs, static_cast<float*>(y.p), (i64)y.n);
-  return info.Env().Undefined();
+  return c.env.Undefined();
 }
 
-// select(cond u8, a, b, out)
-Napi::Value Select(const Napi::CallbackInfo& info) {
-  Arr out = typed(info.Env(), info[3], napi_float32_array, "out");
-  Arr c = typed(info.Env(), info[0], napi_uint8_array, "cond");
-  if (c.n < out.n) throw Napi::RangeError::New(info.Env(), "select: cond too small");
-  const float* a = F(info, 1, (i64)out.n, "a");
-  const float* b = F(info, 2, (i64)out.n, "b");
-  select_op(static_cast<uint8_t*>(c.p), a, b, static_cast<float*>(out.p), (i64)out.n);
-  return info.Env().Undefined();
+Napi::Value Select(Call& c) {
+  Arr out = c.typed("out", napi_float32_array);
+  Arr cond = c.typed("cond", napi_uint8_array);
+  c.need(cond, (i64)out.n, c.at("cond"));
+  const float* a = c.f32("a", (i64)out.n);
+  const float* b = c.f32("b", (i64)out.n);
+  select_op(static_cast<uint8_t*>(cond.p), a, b, static_cast<float*>(out.p), (i64)out.n);
+  return c.env.Undefined();
 }
 
-// reduce(op, x, out, outer, R, inner)
-Napi::Value Reduce(const Napi::CallbackInfo& info) {
-  i64 outer = N(info, 3), R = N(info, 4), inner = N(info, 5);
-  const float* x = F(info, 1, outer * R * inner, "x");
-  float* o = F(info, 2, outer * inner, "out");
-  reduce((int)N(info, 0), x, o, outer, R, inner);
-  return info.Env().Undefined();
+// ---------------------------------------------------------------- reductions, softmax
+Napi::Value Reduce(Call& c) {
+  int op = c.code("op", RED_OPS);
+  i64 outer = c.size("outer"), R = c.size("R"), inner = c.size("inner");
+  const float* x = c.f32("x", c.mul({outer, R, inner}));
+  float* o = c.f32("out", c.mul({outer, inner}));
+  reduce(op, x, o, outer, R, inner);
+  return c.env.Undefined();
 }
 
-// softmax(x, y, rows, cols, log)
-Napi::Value Softmax(const Napi::CallbackInfo& info) {
-  i64 rows = N(info, 2), cols = N(info, 3);
-  const float* x = F(info, 0, rows * cols, "x");
-  float* y = F(info, 1, rows * cols, "y");
-  if (Bo(info, 4))
+Napi::Value Softmax(Call& c) {
+  i64 rows = c.size("rows"), cols = c.size("cols");
+  i64 n = c.mul({rows, cols});
+  const float* x = c.f32("x", n);
+  float* y = c.f32("y", n);
+  if (c.flag("log"))
     log_softmax_rows(x, y, rows, cols);
   else
     softmax_rows(x, y, rows, cols);
-  return info.Env().Undefined();
+  return c.env.Undefined();
 }
 
-// transpose(x, y, shape, perm)
-Napi::Value Transpose(const Napi::CallbackInfo& info) {
-  auto shape = Dims(info, 2), perm = Dims(info, 3);
-  if (perm.size() != shape.size()) throw Napi::RangeError::New(info.Env(), "transpose: bad perm");
+Napi::Value ColSum(Call& c) {
+  i64 r = c.size("rows"), cols = c.size("cols");
+  col_sum(c.f32("x", c.mul({r, cols})), c.f32("out", cols), r, cols);
+  return c.env.Undefined();
+}
+
+// ---------------------------------------------------------------- layout
+Napi::Value Transpose(Call& c) {
+  auto shape = c.dims("shape"), perm = c.dims("perm");
+  if (perm.size() != shape.size()) c.range("bad perm");
   std::vector<bool> seen(shape.size(), false);
   for (i64 p : perm) {
-    if (p < 0 || p >= (i64)shape.size() || seen[p]) throw Napi::RangeError::New(info.Env(), "transpose: bad perm");
+    if (p >= (i64)shape.size() || seen[p]) c.range("bad perm");
     seen[p] = true;
   }
-  i64 n = Prod(shape);
-  transpose(U32(info, 0, n, "x"), U32(info, 1, n, "y"), shape, perm);
-  return info.Env().Undefined();
+  i64 n = c.prod(shape);
+  transpose(c.u32("x", n), c.u32("y", n), shape, perm);
+  return c.env.Undefined();
 }
 
-// slice(x, y, shape, begin, size)
-Napi::Value Slice(const Napi::CallbackInfo& info) {
-  auto shape = Dims(info, 2), begin = Dims(info, 3), size = Dims(info, 4);
-  if (begin.size() != shape.size() || size.size() != shape.size())
-    throw Napi::RangeError::New(info.Env(), "slice: bad rank");
+Napi::Value Slice(Call& c) {
+  auto shape = c.dims("shape"), begin = c.dims("begin"), size = c.dims("size");
+  if (begin.size() != shape.size() || size.size() != shape.size()) c.range("bad rank");
   for (size_t d = 0; d < shape.size(); d++)
-    if (begin[d] + size[d] > shape[d]) throw Napi::RangeError::New(info.Env(), "slice: out of range");
-  slice(U32(info, 0, Prod(shape), "x"), U32(info, 1, Prod(size), "y"), shape, begin, size);
-  return info.Env().Undefined();
+    if (begin[d] + size[d] > shape[d]) c.range("out of range");
+  slice(c.u32("x", c.prod(shape)), c.u32("y", c.prod(size)), shape, begin, size);
+  return c.env.Undefined();
 }
 
-// splitCols(x, outs, outer, widths)
-Napi::Value SplitCols(const Napi::CallbackInfo& info) {
-  i64 outer = N(info, 2);
-  auto widths = Dims(info, 3);
-  Napi::Array l = List(info, 1);
-  if (l.Length() != widths.size()) throw Napi::RangeError::New(info.Env(), "split: count mismatch");
+Napi::Value SplitCols(Call& c) {
+  i64 outer = c.size("outer");
+  auto widths = c.dims("widths");
+  Napi::Array l = c.list("outs");
+  if (l.Length() != widths.size()) c.range("count mismatch");
   std::vector<uint32_t*> outs;
   i64 total = 0;
   for (uint32_t k = 0; k < l.Length(); k++) {
-    outs.push_back(U32v(info.Env(), l.Get(k), outer * widths[k], "out"));
-    total += widths[k];
+    outs.push_back(c.u32_value(l.Get(k), c.mul({outer, widths[k]}), c.at("outs")));
+    if (__builtin_add_overflow(total, widths[k], &total)) c.range("sizes overflow");
   }
-  split_cols(U32(info, 0, outer * total, "x"), outs, outer, widths);
-  return info.Env().Undefined();
+  split_cols(c.u32("x", c.mul({outer, total})), outs, outer, widths);
+  return c.env.Undefined();
 }
 
-// concatCols(ins, y, outer, widths)
-Napi::Value ConcatCols(const Napi::CallbackInfo& info) {
-  i64 outer = N(info, 2);
-  auto widths = Dims(info, 3);
-  Napi::Array l = List(info, 0);
-  if (l.Length() != widths.size()) throw Napi::RangeError::New(info.Env(), "concat: count mismatch");
+Napi::Value ConcatCols(Call& c) {
+  i64 outer = c.size("outer");
+  auto widths = c.dims("widths");
+  Napi::Array l = c.list("ins");
+  if (l.Length() != widths.size()) c.range("count mismatch");
   std::vector<const uint32_t*> ins;
   i64 total = 0;
   for (uint32_t k = 0; k < l.Length(); k++) {
-    ins.push_back(U32v(info.Env(), l.Get(k), outer * widths[k], "in"));
-    total += widths[k];
+    ins.push_back(c.u32_value(l.Get(k), c.mul({outer, widths[k]}), c.at("ins")));
+    if (__builtin_add_overflow(total, widths[k], &total)) c.range("sizes overflow");
   }
-  concat_cols(ins, U32(info, 1, outer * total, "y"), outer, widths);
-  return info.Env().Undefined();
+  concat_cols(ins, c.u32("y", c.mul({outer, total})), outer, widths);
+  return c.env.Undefined();
 }
 
-// gatherRows(x, idx, y, rows, rowSize) -> -1 | bad position
-Napi::Value GatherRows(const Napi::CallbackInfo& info) {
-  i64 rows = N(info, 3), rs = N(info, 4);
-  Arr idx = typed(info.Env(), info[1], napi_int32_array, "indices");
+Napi::Value GatherRows(Call& c) {
+  i64 rows = c.size("rows"), rs = c.size("rowSize");
+  Arr idx = c.typed("indices", napi_int32_array);
   i64 n = (i64)idx.n;
-  i64 bad = gather_rows(U32(info, 0, rows * rs, "x"), static_cast<int32_t*>(idx.p), U32(info, 2, n * rs, "y"), rows,
-                        rs, n);
-  return Napi::Number::New(info.Env(), (double)bad);
+  i64 bad = gather_rows(c.u32("x", c.mul({rows, rs})), static_cast<int32_t*>(idx.p), c.u32("y", c.mul({n, rs})), rows, rs, n);
+  return Napi::Number::New(c.env, (double)bad);
 }
 
-// segmentSum(x, ids, y, nRows, rowSize, nSeg)
-Napi::Value SegmentSum(const Napi::CallbackInfo& info) {
-  i64 nr = N(info, 3), rs = N(info, 4), ns = N(info, 5);
-  segment_sum(F(info, 0, nr * rs, "x"), I32(info, 1, nr, "ids"), F(info, 2, ns * rs, "y"), nr, rs, ns);
-  return info.Env().Undefined();
+Napi::Value SegmentSum(Call& c) {
+  i64 nr = c.size("nRows"), rs = c.size("rowSize"), ns = c.size("nSeg");
+  segment_sum(c.f32("x", c.mul({nr, rs})), c.i32("ids", nr), c.f32("y", c.mul({ns, rs})), nr, rs, ns);
+  return c.env.Undefined();
 }
 
-// colSum(x, out, rows, cols)
-Napi::Value ColSum(const Napi::CallbackInfo& info) {
-  i64 r = N(info, 2), c = N(info, 3);
-  col_sum(F(info, 0, r * c, "x"), F(info, 1, c, "out"), r, c);
-  return info.Env().Undefined();
+// ---------------------------------------------------------------- fused training kernels
+Napi::Value LayerNorm(Call& c) {
+  i64 rows = c.size("rows"), C = c.size("C");
+  i64 n = c.mul({rows, C});
+  layer_norm(c.f32("x", n), c.f32("gamma", C), c.f32("beta", C), (float)c.num("eps"), c.f32("y", n), c.f32("mean", rows),
+             c.f32("rstd", rows), rows, C);
+  return c.env.Undefined();
 }
 
-// linear(x, w, b|null, y, M, K, N, transW): y = x w + b, w [K,N] (or [N,K] when transW: y = x w^T + b)
-Napi::Value Linear(const Napi::CallbackInfo& info) {
-  i64 M = N(info, 4), K = N(info, 5), Nn = N(info, 6);
-  bool tw = info.Length() > 7 && Bo(info, 7);
-  RunGemm(info.Env(), Mk(F(info, 0, M * K, "x"), F(info, 1, K * Nn, "w"), F(info, 3, M * Nn, "y"), M, Nn, K, false,
-                         tw, Fopt(info, 2, Nn, "b"), 0));
-  return info.Env().Undefined();
+Napi::Value LayerNormGrad(Call& c) {
+  i64 rows = c.size("rows"), C = c.size("C");
+  i64 n = c.mul({rows, C});
+  layer_norm_grad(c.f32("dy", n), c.f32("x", n), c.f32("gamma", C), c.f32("mean", rows), c.f32("rstd", rows), c.f32("dx", n),
+                  c.f32("dgamma", C), c.f32("dbeta", C), rows, C);
+  return c.env.Undefined();
 }
 
-// linearGrad(dy, x, w, dx, dw, db|null, M, K, N, transW)
-Napi::Value LinearGrad(const Napi::CallbackInfo& info) {
-  i64 M = N(info, 6), K = N(info, 7), Nn = N(info, 8);
-  bool tw = info.Length() > 9 && Bo(info, 9);
-  const float* dy = F(info, 0, M * Nn, "dy");
-  const float* x = F(info, 1, M * K, "x");
-  const float* w = F(info, 2, K * Nn, "w");
-  float* dx = F(info, 3, M * K, "dx");
-  float* dw = F(info, 4, K * Nn, "dw");
-  float* db = Fopt(info, 5, Nn, "db");
-  if (!tw) {
-    RunGemm(info.Env(), Mk(dy, w, dx, M, K, Nn, false, true, nullptr, 0));  // dx = dy w^T
-    RunGemm(info.Env(), Mk(x, dy, dw, K, Nn, M, true, false, nullptr, 0));  // dw = x^T dy
-  } else {
-    RunGemm(info.Env(), Mk(dy, w, dx, M, K, Nn, false, false, nullptr, 0));  // dx = dy w   (w [N,K])
-    RunGemm(info.Env(), Mk(dy, x, dw, Nn, K, M, true, false, nullptr, 0));  // dw = dy^T x ([N,K])
-  }
-  if (db) col_sum(dy, db, M, Nn);
-  return info.Env().Undefined();
+Napi::Value Gelu(Call& c) {
+  Arr x = c.typed("x", napi_float32_array);
+  gelu_fwd(static_cast<float*>(x.p), c.f32("y", (i64)x.n), (i64)x.n);
+  return c.env.Undefined();
 }
 
-// linearGelu(x, w, b|null, y, h, M, K, N)
-Napi::Value LinearGelu(const Napi::CallbackInfo& info) {
-  i64 M = N(info, 5), K = N(info, 6), Nn = N(info, 7);
-  float* h = F(info, 4, M * Nn, "h");
-  float* y = F(info, 3, M * Nn, "y");
-  RunGemm(info.Env(),
-          Mk(F(info, 0, M * K, "x"), F(info, 1, K * Nn, "w"), h, M, Nn, K, false, false, Fopt(info, 2, Nn, "b"), 0));
-  gelu_fwd(h, y, M * Nn);
-  return info.Env().Undefined();
+Napi::Value GeluGrad(Call& c) {
+  Arr dy = c.typed("dy", napi_float32_array);
+  gelu_bwd(static_cast<float*>(dy.p), c.f32("x", (i64)dy.n), c.f32("dx", (i64)dy.n), (i64)dy.n);
+  return c.env.Undefined();
 }
 
-// linearGeluGrad(dy, x, w, h, dx, dw, db|null, M, K, N)
-Napi::Value LinearGeluGrad(const Napi::CallbackInfo& info) {
-  i64 M = N(info, 7), K = N(info, 8), Nn = N(info, 9);
-  const float* dy = F(info, 0, M * Nn, "dy");
-  const float* x = F(info, 1, M * K, "x");
-  const float* w = F(info, 2, K * Nn, "w");
-  const float* h = F(info, 3, M * Nn, "h");
-  float* dx = F(info, 4, M * K, "dx");
-  float* dw = F(info, 5, K * Nn, "dw");
-  float* db = Fopt(info, 6, Nn, "db");
-  static thread_local std::vector<float> dh;  // scratch, per JS thread
-  if ((i64)dh.size() < M * Nn) dh.resize(M * Nn);
-  gelu_bwd(dy, h, dh.data(), M * Nn);
-  RunGemm(info.Env(), Mk(dh.data(), w, dx, M, K, Nn, false, true, nullptr, 0));
-  RunGemm(info.Env(), Mk(x, dh.data(), dw, K, Nn, M, true, false, nullptr, 0));
-  if (db) col_sum(dh.data(), db, M, Nn);
-  return info.Env().Undefined();
+void CheckHeads(Call& c, i64 C, i64 H) {
+  if (H <= 0 || C % H != 0) c.range("C must be divisible by H (the number of heads)");
 }
 
-// layerNorm(x, gamma, beta, eps, y, mean, rstd, rows, C)
-Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
-  i64 rows = N(info, 7), C = N(info, 8);
-  layer_norm(F(info, 0, rows * C, "x"), F(info, 1, C, "gamma"), F(info, 2, C, "beta"), (float)D(info, 3),
-             F(info, 4, rows * C, "y"), F(info, 5, rows, "mean"), F(info, 6, rows, "rstd"), rows, C);
-  return info.Env().Undefined();
+Napi::Value Attention(Call& c) {
+  i64 B = c.size("B"), T = c.size("T"), C = c.size("C"), H = c.size("H");
+  CheckHeads(c, C, H);
+  attention_fwd(c.f32("qkv", c.mul({B, T, 3, C})), c.f32("out", c.mul({B, T, C})), c.f32("probs", c.mul({B, H, T, T})), B, T, C, H);
+  return c.env.Undefined();
 }
 
-// layerNormGrad(dy, x, gamma, mean, rstd, dx, dgamma, dbeta, rows, C)
-Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
-  i64 rows = N(info, 8), C = N(info, 9);
-  layer_norm_grad(F(info, 0, rows * C, "dy"), F(info, 1, rows * C, "x"), F(info, 2, C, "gamma"),
-                  F(info, 3, rows, "mean"), F(info, 4, rows, "rstd"), F(info, 5, rows * C, "dx"),
-                  F(info, 6, C, "dgamma"), F(info, 7, C, "dbeta"), rows, C);
-  return info.Env().Undefined();
+Napi::Value AttentionGrad(Call& c) {
+  i64 B = c.size("B"), T = c.size("T"), C = c.size("C"), H = c.size("H");
+  CheckHeads(c, C, H);
+  attention_bwd(c.f32("dout", c.mul({B, T, C})), c.f32("qkv", c.mul({B, T, 3, C})), c.f32("probs", c.mul({B, H, T, T})),
+                c.f32("dqkv", c.mul({B, T, 3, C})), B, T, C, H);
+  return c.env.Undefined();
 }
 
-// gelu(x, y); geluGrad(dy, x, dx)
-Napi::Value Gelu(const Napi::CallbackInfo& info) {
-  Arr x = typed(info.Env(), info[0], napi_float32_array, "x");
-  gelu_fwd(static_cast<float*>(x.p), F(info, 1, (i64)x.n, "y"), (i64)x.n);
-  return info.Env().Undefined();
-}
-Napi::Value GeluGrad(const Napi::CallbackInfo& info) {
-  Arr dy = typed(info.Env(), info[0], napi_float32_array, "dy");
-  gelu_bwd(static_cast<float*>(dy.p), F(info, 1, (i64)dy.n, "x"), F(info, 2, (i64)dy.n, "dx"), (i64)dy.n);
-  return info.Env().Undefined();
-}
-
-void CheckAttn(const Napi::Env& env, i64 C, i64 H) {
-  if (H <= 0 || C % H != 0) throw Napi::RangeError::New(env, "attention: C must be divisible by nHead");
-}
-// attention(qkv, out, probs, B, T, C, H)
-Napi::Value Attention(const Napi::CallbackInfo& info) {
-  i64 B = N(info, 3), T = N(info, 4), C = N(info, 5), H = N(info, 6);
-  CheckAttn(info.Env(), C, H);
-  attention_fwd(F(info, 0, B * T * 3 * C, "qkv"), F(info, 1, B * T * C, "out"), F(info, 2, B * H * T * T, "probs"), B,
-                T, C, H);
-  return info.Env().Undefined();
-}
-// attentionGrad(dout, qkv, probs, dqkv, B, T, C, H)
-Napi::Value AttentionGrad(const Napi::CallbackInfo& info) {
-  i64 B = N(info, 4), T = N(info, 5), C = N(info, 6), H = N(info, 7);
-  CheckAttn(info.Env(), C, H);
-  attention_bwd(F(info, 0, B * T * C, "dout"), F(info, 1, B * T * 3 * C, "qkv"), F(info, 2, B * H * T * T, "probs"),
-                F(info, 3, B * T * 3 * C, "dqkv"), B, T, C, H);
-  return info.Env().Undefined();
-}
-
-// softmaxXent(logits, targets, weights, dlogits|null, N, V) -> loss
-Napi::Value SoftmaxXent(const Napi::CallbackInfo& info) {
-  i64 Nr = N(info, 4), V = N(info, 5);
+Napi::Value SoftmaxXent(Call& c) {
+  i64 Nr = c.size("N"), V = c.size("V");
+  i64 NV = c.mul({Nr, V});
   i64 bad;
-  double loss = softmax_xent(F(info, 0, Nr * V, "logits"), I32(info, 1, Nr, "targets"), F(info, 2, Nr, "weights"),
-                             Fopt(info, 3, Nr * V, "dlogits"), Nr, V, &bad);
-  if (bad >= 0) throw Napi::RangeError::New(info.Env(), "softmaxXent: target out of range at row " + std::to_string(bad));
-  return Napi::Number::New(info.Env(), loss);
+  double loss = softmax_xent(c.f32("logits", NV), c.i32("targets", Nr), c.f32("weights", Nr), c.f32_opt("dlogits", NV), Nr, V, &bad);
+  if (bad >= 0) c.range("target out of range at row " + std::to_string(bad));
+  return Napi::Number::New(c.env, loss);
 }
 
-// embedding(ids, wte, wpe, x, B, T, C, V, maxT)
-Napi::Value Embedding(const Napi::CallbackInfo& info) {
-  i64 B = N(info, 4), T = N(info, 5), C = N(info, 6), V = N(info, 7), maxT = N(info, 8);
-  if (T > maxT) throw Napi::RangeError::New(info.Env(), "embedding: T exceeds the position table");
-  i64 bad = embedding_fwd(I32(info, 0, B * T, "ids"), F(info, 1, V * C, "wte"), F(info, 2, maxT * C, "wpe"),
-                          F(info, 3, B * T * C, "x"), B, T, C, V);
-  if (bad >= 0) throw Napi::RangeError::New(info.Env(), "embedding: id out of range at " + std::to_string(bad));
-  return info.Env().Undefined();
-}
-// embeddingGrad(dx, ids, dwte, dwpe, B, T, C, V, maxT)
-Napi::Value EmbeddingGrad(const Napi::CallbackInfo& info) {
-  i64 B = N(info, 4), T = N(info, 5), C = N(info, 6), V = N(info, 7), maxT = N(info, 8);
-  if (T > maxT) throw Napi::RangeError::New(info.Env(), "embedding: T exceeds the position table");
-  float* dwte = F(info, 2, V * C, "dwte");
-  float* dwpe = F(info, 3, maxT * C, "dwpe");
-  std::memset(dwte, 0, V * C * 4);
-  std::memset(dwpe, 0, maxT * C * 4);
-  i64 bad = embedding_bwd(F(info, 0, B * T * C, "dx"), I32(info, 1, B * T, "ids"), dwte, dwpe, B, T, C, V);
-  if (bad >= 0) throw Napi::RangeError::New(info.Env(), "embedding: id out of range at " + std::to_string(bad));
-  return info.Env().Undefined();
+Napi::Value Embedding(Call& c) {
+  i64 B = c.size("B"), T = c.size("T"), C = c.size("C"), V = c.size("V"), maxT = c.size("maxT");
+  if (T > maxT) c.range("T exceeds the position table");
+  i64 bad = embedding_fwd(c.i32("ids", c.mul({B, T})), c.f32("wte", c.mul({V, C})), c.f32("wpe", c.mul({maxT, C})),
+                          c.f32("x", c.mul({B, T, C})), B, T, C, V);
+  if (bad >= 0) c.range("id out of range at " + std::to_string(bad));
+  return c.env.Undefined();
 }
 
-// adamw([p0,g0,m0,v0,...], decayMask[], lr, beta1, beta2, eps, wd, step, gradScale)
-Napi::Value AdamW(const Napi::CallbackInfo& info) {
-  Napi::Array l = List(info, 0);
-  Napi::Array mask = List(info, 1);
-  if (l.Length() % 4 != 0) throw Napi::RangeError::New(info.Env(), "adamw: list length must be a multiple of 4");
+Napi::Value EmbeddingGrad(Call& c) {
+  i64 B = c.size("B"), T = c.size("T"), C = c.size("C"), V = c.size("V"), maxT = c.size("maxT");
+  if (T > maxT) c.range("T exceeds the position table");
+  i64 VC = c.mul({V, C}), TC = c.mul({maxT, C});
+  const float* dx = c.f32("dx", c.mul({B, T, C}));
+  const int32_t* ids = c.i32("ids", c.mul({B, T}));
+  float* dwte = c.f32("dwte", VC);
+  float* dwpe = c.f32("dwpe", TC);
+  std::memset(dwte, 0, VC * sizeof(float));
+  std::memset(dwpe, 0, TC * sizeof(float));
+  i64 bad = embedding_bwd(dx, ids, dwte, dwpe, B, T, C, V);
+  if (bad >= 0) c.range("id out of range at " + std::to_string(bad));
+  return c.env.Undefined();
+}
+
+Napi::Value AdamW(Call& c) {
+  Napi::Array l = c.list("list");
+  Napi::Array mask = c.list("decayMask");
+  if (l.Length() % 4 != 0) c.range("list length must be a multiple of 4 (p, g, m, v per parameter)");
   std::vector<AdamParam> ps;
   for (uint32_t k = 0; k < l.Length(); k += 4) {
-    Arr p = typed(info.Env(), l.Get(k), napi_float32_array, "p");
+    const std::string which = c.at("list") + "[" + std::to_string(k / 4) + "]";
+    Arr p = c.typed_value(l.Get(k), napi_float32_array, which + ".p");
+    Arr g = c.typed_value(l.Get(k + 1), napi_float32_array, which + ".g");
+    Arr m = c.typed_value(l.Get(k + 2), napi_float32_array, which + ".m");
+    Arr v = c.typed_value(l.Get(k + 3), napi_float32_array, which + ".v");
+    if (g.n != p.n || m.n != p.n || v.n != p.n) c.range("p, g, m, v sizes differ for parameter " + std::to_string(k / 4));
     AdamParam a;
     a.n = (i64)p.n;
     a.p = static_cast<float*>(p.p);
-    Arr g = typed(info.Env(), l.Get(k + 1), napi_float32_array, "g");
-    Arr m = typed(info.Env(), l.Get(k + 2), napi_float32_array, "m");
-    Arr v = typed(info.Env(), l.Get(k + 3), napi_float32_array, "v");
-    if (g.n != p.n || m.n != p.n || v.n != p.n)
-      throw Napi::RangeError::New(info.Env(), "adamw: p, g, m, v sizes differ for parameter " + std::to_string(k / 4));
     a.g = static_cast<float*>(g.p);
     a.m = static_cast<float*>(m.p);
     a.v = static_cast<float*>(v.p);
     a.decay = (k / 4) < mask.Length() ? mask.Get(k / 4).ToBoolean().Value() : false;
     ps.push_back(a);
   }
-  adamw(ps, (float)D(info, 2), (float)D(info, 3), (float)D(info, 4), (float)D(info, 5), (float)D(info, 6), D(info, 7),
-        (float)D(info, 8));
-  return info.Env().Undefined();
+  double step = c.num("step");
+  if (step < 1) c.range("step is 1-based");
+  adamw(ps, (float)c.num("lr"), (float)c.num("beta1"), (float)c.num("beta2"), (float)c.num("eps"), (float)c.num("weightDecay"), step,
+        (float)c.num("gradScale"));
+  return c.env.Undefined();
 }
 
-// sumSquares([x...]) -> number
-Napi::Value SumSquares(const Napi::CallbackInfo& info) {
-  Napi::Array l = List(info, 0);
+Napi::Value SumSquares(Call& c) {
+  Napi::Array l = c.list("xs");
   std::vector<std::pair<const float*, i64>> xs;
   for (uint32_t k = 0; k < l.Length(); k++) {
-    Arr a = typed(info.Env(), l.Get(k), napi_float32_array, "x");
+    Arr a = c.typed_value(l.Get(k), napi_float32_array, c.at("xs"));
     xs.push_back({static_cast<float*>(a.p), (i64)a.n});
   }
-  return Napi::Number::New(info.Env(), sum_squares(xs));
+  return Napi::Number::New(c.env, sum_squares(xs));
+}
+
+// ---------------------------------------------------------------- the table
+const std::vector<Binding> BINDINGS = {
+    {"info", {}, Info},
+    {"signatures", {}, Signatures},
+    {"opCodes", {}, OpCodes},
+    {"selfTest", {"fault"}, SelfTest},
+    {"setThreads", {"n"}, SetThreads},
+    {"setGemmDefault", {"opCase", "engine"}, SetGemmDefault},
+    {"matmul", {"a", "b", "c", "batch", "batchA", "batchB", "M", "N", "K", "transA", "transB", "bias", "act", "accumulate", "engine"}, Matmul},
+    {"binary", {"op", "a", "aShape", "b", "bShape", "out", "outShape"}, Binary},
+    {"unary", {"op", "x", "y"}, Unary},
+    {"addN", {"xs", "y"}, AddN},
+    {"select", {"cond", "a", "b", "out"}, Select},
+    {"reduce", {"op", "x", "out", "outer", "R", "inner"}, Reduce},
+    {"softmax", {"x", "y", "rows", "cols", "log"}, Softmax},
+    {"transpose", {"x", "y", "shape", "perm"}, Transpose},
+    {"slice", {"x", "y", "shape", "begin", "size"}, Slice},
+    {"splitCols", {"x", "outs", "outer", "widths"}, SplitCols},
+    {"concatCols", {"ins", "y", "outer", "widths"}, ConcatCols},
+    {"gatherRows", {"x", "indices", "y", "rows", "rowSize"}, GatherRows},
+    {"segmentSum", {"x", "ids", "y", "nRows", "rowSize", "nSeg"}, SegmentSum},
+    {"colSum", {"x", "out", "rows", "cols"}, ColSum},
+    {"linear", {"x", "w", "b", "y", "M", "K", "N", "transW"}, Linear},
+    {"linearGrad", {"dy", "x", "w", "dx", "dw", "db", "M", "K", "N", "transW"}, LinearGrad},
+    {"linearGelu", {"x", "w", "b", "y", "h", "M", "K", "N"}, LinearGelu},
+    {"linearGeluGrad", {"dy", "x", "w", "h", "dx", "dw", "db", "M", "K", "N"}, LinearGeluGrad},
+    {"layerNorm", {"x", "gamma", "beta", "eps", "y", "mean", "rstd", "rows", "C"}, LayerNorm},
+    {"layerNormGrad", {"dy", "x", "gamma", "mean", "rstd", "dx", "dgamma", "dbeta", "rows", "C"}, LayerNormGrad},
+    {"gelu", {"x", "y"}, Gelu},
+    {"geluGrad", {"dy", "x", "dx"}, GeluGrad},
+    {"attention", {"qkv", "out", "probs", "B", "T", "C", "H"}, Attention},
+    {"attentionGrad", {"dout", "qkv", "probs", "dqkv", "B", "T", "C", "H"}, AttentionGrad},
+    {"softmaxXent", {"logits", "targets", "weights", "dlogits", "N", "V"}, SoftmaxXent},
+    {"embedding", {"ids", "wte", "wpe", "x", "B", "T", "C", "V", "maxT"}, Embedding},
+    {"embeddingGrad", {"dx", "ids", "dwte", "dwpe", "B", "T", "C", "V", "maxT"}, EmbeddingGrad},
+    {"adamw", {"list", "decayMask", "lr", "beta1", "beta2", "eps", "weightDecay", "step", "gradScale"}, AdamW},
+    {"sumSquares", {"xs"}, SumSquares},
+};
+
+Napi::Value Signatures(Call& c) {
+  Napi::Object o = Napi::Object::New(c.env);
+  for (const Binding& b : BINDINGS) {
+    Napi::Array a = Napi::Array::New(c.env, b.args.size());
+    for (uint32_t k = 0; k < b.args.size(); k++) a.Set(k, b.args[k]);
+    o.Set(b.name, a);
+  }
+  return o;
+}
+
+// Every binding runs here: arity checked, and every C++ exception turned into a JavaScript one.
+Napi::Value Dispatch(const Napi::CallbackInfo& info) {
+  const Binding& b = *static_cast<const Binding*>(info.Data());
+  Napi::Env env = info.Env();
+  try {
+    Call c(info, b);
+    c.check_arity();
+    return b.body(c);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw Napi::RangeError::New(env, std::string(b.name) + ": out of memory");
+  } catch (const std::length_error& e) {
+    throw Napi::RangeError::New(env, std::string(b.name) + ": " + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw Napi::RangeError::New(env, std::string(b.name) + ": " + e.what());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string(b.name) + ": " + e.what());
+  } catch (...) {
+    throw Napi::Error::New(env, std::string(b.name) + ": unknown native exception");
+  }
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-#define EXPORT(name, fn) exports.Set(name, Napi::Function::New(env, fn, name))
-  EXPORT("info", Info);
-  EXPORT("setThreads", SetThreads);
-  EXPORT("setGemmDefault", SetGemmDefault);
-  EXPORT("matmul", Matmul);
-  EXPORT("binary", Binary);
-  EXPORT("unary", Unary);
-  EXPORT("addN", AddN);
-  EXPORT("select", Select);
-  EXPORT("reduce", Reduce);
-  EXPORT("softmax", Softmax);
-  EXPORT("transpose", Transpose);
-  EXPORT("slice", Slice);
-  EXPORT("splitCols", SplitCols);
-  EXPORT("concatCols", ConcatCols);
-  EXPORT("gatherRows", GatherRows);
-  EXPORT("segmentSum", SegmentSum);
-  EXPORT("colSum", ColSum);
-  EXPORT("linear", Linear);
-  EXPORT("linearGrad", LinearGrad);
-  EXPORT("linearGelu", LinearGelu);
-  EXPORT("linearGeluGrad", LinearGeluGrad);
-  EXPORT("layerNorm", LayerNorm);
-  EXPORT("layerNormGrad", LayerNormGrad);
-  EXPORT("gelu", Gelu);
-  EXPORT("geluGrad", GeluGrad);
-  EXPORT("attention", Attention);
-  EXPORT("attentionGrad", AttentionGrad);
-  EXPORT("softmaxXent", SoftmaxXent);
-  EXPORT("embedding", Embedding);
-  EXPORT("embeddingGrad", EmbeddingGrad);
-  EXPORT("adamw", AdamW);
-  EXPORT("sumSquares", SumSquares);
-#undef EXPORT
+  for (const Binding& b : BINDINGS)
+    exports.Set(b.name, Napi::Function::New(env, Dispatch, b.name, const_cast<Binding*>(&b)));
   return exports;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <cstddef>
+#include <exception>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
@@ -19,6 +20,22 @@ static inline int max_threads() {
 #endif
 }
 
+// An exception must not leave an OpenMP region (the runtime would call std::terminate and end the
+// process): each worker keeps the first one thrown, and the calling thread rethrows it after the
+// region, where the addon's bindings turn it into a JavaScript error.
+struct ParallelError {
+  std::exception_ptr first;
+  void capture() {
+#pragma omp critical(pnative_parallel_error)
+    {
+      if (!first) first = std::current_exception();
+    }
+  }
+  void rethrow() const {
+    if (first) std::rethrow_exception(first);
+  }
+};
+
 // Runs f(lo, hi) over [0, n) split into one contiguous range per thread (static partition,
 // ranges aligned to 16 elements). Serial when n <= grain. Only for work whose result does not
 // depend on the partition (element-wise work, or independent rows).
@@ -30,14 +47,22 @@ static inline void par_range(i64 n, i64 grain, F f) {
     return;
   }
 #ifdef _OPENMP
+  ParallelError err;
 #pragma omp parallel num_threads(nt)
   {
     int t = omp_get_thread_num(), T = omp_get_num_threads();
     i64 chunk = (n + T - 1) / T;
     chunk = (chunk + 15) & ~(i64)15;
     i64 lo = (i64)t * chunk, hi = lo + chunk < n ? lo + chunk : n;
-    if (lo < hi) f(lo, hi);
+    if (lo < hi) {
+      try {
+        f(lo, hi);
+      } catch (...) {
+        err.capture();
+      }
+    }
   }
+  err.rethrow();
 #endif
 }
 
@@ -50,8 +75,16 @@ static inline void par_items(i64 items, i64 cost_per_item, i64 grain, F f) {
     return;
   }
 #ifdef _OPENMP
+  ParallelError err;
 #pragma omp parallel for schedule(static) num_threads(nt)
-  for (i64 i = 0; i < items; i++) f(i);
+  for (i64 i = 0; i < items; i++) {
+    try {
+      f(i);
+    } catch (...) {
+      err.capture();
+    }
+  }
+  err.rethrow();
 #endif
 }
 
@@ -71,11 +104,21 @@ struct Gemm {
   int act;  // 0 none, 1 relu
 };
 enum GemmEngine { GEMM_AUTO = 0, GEMM_DNNL = 1, GEMM_BLAS = 2, GEMM_REF = 3 };
-// Returns the engine used, or -1 on failure (e.g. the engine is not compiled in).
+// Returns the engine used, or -1 when the engine asked for is not compiled in. Throws (a
+// std::exception) when the engine fails, e.g. oneDNN cannot create the primitive.
 int gemm(const Gemm& g, int engine);
+// gemm() that throws std::runtime_error instead of returning -1 (`what` names the caller).
+int gemm_or_throw(const Gemm& g, int engine, const char* what);
 bool have_dnnl();
 bool have_blas();
-void gemm_set_default(int op_case, int engine);
+// oneDNN's version as "major.minor.patch" (the library loaded), or "" without oneDNN.
+const char* dnnl_version_string();
+// Asks oneDNN for an impossible matmul (mismatched shapes), so it throws dnnl::error; throws
+// std::runtime_error when oneDNN is not built in. For the addon's selfTest.
+void gemm_dnnl_fault();
+// Sets the default engine of one case; false when the case or the engine is out of range.
+bool gemm_set_default(int op_case, int engine);
+static const int GEMM_CASES = 8;
 
 // ---------------------------------------------------------------- element-wise
 enum BinOp { B_ADD = 0, B_SUB, B_MUL, B_DIV, B_MAX, B_MIN, B_SQDIFF };
@@ -83,7 +126,10 @@ enum UnOp {
   U_EXP = 0, U_LOG, U_TANH, U_SQRT, U_RSQRT, U_NEG, U_SQUARE, U_RECIP, U_ABS, U_RELU,
   U_SIGMOID, U_GELU
 };
+static const int BIN_OPS = B_SQDIFF + 1, UN_OPS = U_GELU + 1;
 // Broadcast binary op; shapes are right-aligned (numpy/tfjs rules); out has the broadcast shape.
+// The element-wise kernels allow in-place calls (out == a, y == x): each element is read before
+// it is written, and no pointer is declared __restrict. An unknown op throws std::invalid_argument.
 void binary(int op, const float* a, const std::vector<i64>& ashape, const float* b,
             const std::vector<i64>& bshape, float* out, const std::vector<i64>& oshape);
 void unary(int op, const float* x, float* y, i64 n);
@@ -92,6 +138,7 @@ void select_op(const uint8_t* cond, const float* a, const float* b, float* out, 
 
 // ---------------------------------------------------------------- layout / reduction
 enum RedOp { R_SUM = 0, R_MAX, R_MIN, R_MEAN, R_PROD };
+static const int RED_OPS = R_PROD + 1;
 // x viewed as [outer, R, inner]; out [outer, inner].
 void reduce(int op, const float* x, float* out, i64 outer, i64 R, i64 inner);
 void softmax_rows(const float* x, float* y, i64 rows, i64 cols);

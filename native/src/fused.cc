@@ -257,7 +257,7 @@ static void batched(const float* a, const float* b, float* c, i64 batch, i64 M, 
   g.batch = g.batchA = g.batchB = batch;
   g.M = M; g.N = N; g.K = K;
   g.transA = ta; g.transB = tb; g.accumulate = false; g.act = 0;
-  gemm(g, GEMM_AUTO);
+  gemm_or_throw(g, GEMM_AUTO, "attention");
 }
 static float* scratch(int slot, i64 n) {
   static thread_local std::vector<float> bufs[5];  // per JS thread (worker_threads may each load the addon)

@@ -1,15 +1,26 @@
 // Matrix products: oneDNN matmul (primitives cached by shape), OpenBLAS sgemm, or a plain loop.
+// Builds against oneDNN 2.x and 3.x (DNNL_VERSION_MAJOR selects the API: 3.0 removed
+// matmul::desc and the scale argument of post_ops::append_eltwise).
 #include "common.h"
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #ifdef PN_HAVE_DNNL
 #include <dnnl.hpp>
+#ifndef DNNL_VERSION_MAJOR
+#include <dnnl_version.h>
+#endif
+#if DNNL_VERSION_MAJOR < 2 || DNNL_VERSION_MAJOR > 3
+#error "persona native: oneDNN 2.x or 3.x is required (set PERSONA_NATIVE_DNNL=0 to build with OpenBLAS only)"
+#endif
 #endif
 #ifdef PN_HAVE_BLAS
 #include <cblas.h>
@@ -32,10 +43,25 @@ bool have_blas() {
 #endif
 }
 
+const char* dnnl_version_string() {
+#ifdef PN_HAVE_DNNL
+  static std::string v;
+  if (v.empty()) {
+    const dnnl_version_t* d = dnnl_version();
+    v = std::to_string(d->major) + "." + std::to_string(d->minor) + "." + std::to_string(d->patch);
+  }
+  return v.c_str();
+#else
+  return "";
+#endif
+}
+
 // Per-case default engine: index = transA*2 + transB (+4 when batched).
-static int g_default[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-void gemm_set_default(int op_case, int engine) {
-  if (op_case >= 0 && op_case < 8) g_default[op_case] = engine;
+static int g_default[GEMM_CASES] = {0, 0, 0, 0, 0, 0, 0, 0};
+bool gemm_set_default(int op_case, int engine) {
+  if (op_case < 0 || op_case >= GEMM_CASES || engine < GEMM_AUTO || engine > GEMM_REF) return false;
+  g_default[op_case] = engine;
+  return true;
 }
 
 // ---------------------------------------------------------------- reference
@@ -114,10 +140,17 @@ static bool gemm_dnnl(const Gemm& g) {
       primitive_attr attr;
       post_ops po;
       if (g.accumulate) po.append_sum(1.0f);
+#if DNNL_VERSION_MAJOR >= 3
+      if (g.act == 1) po.append_eltwise(algorithm::eltwise_relu, 0.0f, 0.0f);
+      attr.set_post_ops(po);
+      matmul::primitive_desc pd = g.bias ? matmul::primitive_desc(dctx().eng, a, b, bias, c, attr)
+                                         : matmul::primitive_desc(dctx().eng, a, b, c, attr);
+#else
       if (g.act == 1) po.append_eltwise(1.0f, algorithm::eltwise_relu, 0.0f, 0.0f);
       attr.set_post_ops(po);
       matmul::desc d = g.bias ? matmul::desc(a, b, bias, c) : matmul::desc(a, b, c);
       matmul::primitive_desc pd(d, attr, dctx().eng);
+#endif
       it = g_cache.emplace(key, std::make_shared<DnnlEntry>(DnnlEntry{matmul(pd), a, b, c, bias})).first;
     }
     e = it->second;
@@ -138,10 +171,31 @@ static bool gemm_dnnl(const Gemm& g) {
 
 #endif
 
+void gemm_dnnl_fault() {
+#ifdef PN_HAVE_DNNL
+  using namespace dnnl;
+  using dt = memory::data_type;
+  memory::desc a({2, 3}, dt::f32, memory::dims{3, 1});
+  memory::desc b({4, 5}, dt::f32, memory::dims{5, 1});
+  memory::desc c({2, 5}, dt::f32, memory::dims{5, 1});
+#if DNNL_VERSION_MAJOR >= 3
+  matmul::primitive_desc pd(dctx().eng, a, b, c);
+#else
+  matmul::primitive_desc pd(matmul::desc(a, b, c), dctx().eng);
+#endif
+  (void)pd;
+  throw std::logic_error("oneDNN accepted a matmul of mismatched shapes");
+#else
+  throw std::runtime_error("oneDNN is not built in");
+#endif
+}
+
 // ---------------------------------------------------------------- OpenBLAS
 #ifdef PN_HAVE_BLAS
 static void gemm_blas(const Gemm& g) {
   const i64 M = g.M, N = g.N, K = g.K;
+  // cblas_sgemm takes int sizes.
+  if (M > INT_MAX || N > INT_MAX || K > INT_MAX) throw std::length_error("matmul: a dimension exceeds OpenBLAS's int range");
   for (i64 b = 0; b < g.batch; b++) {
     const float* A = g.A + (g.batchA == 1 ? 0 : b) * M * K;
     const float* Bm = g.B + (g.batchB == 1 ? 0 : b) * K * N;
@@ -204,6 +258,12 @@ int gemm(const Gemm& g, int engine) {
     default:
       return -1;
   }
+}
+
+int gemm_or_throw(const Gemm& g, int engine, const char* what) {
+  int used = gemm(g, engine);
+  if (used < 0) throw std::runtime_error(std::string(what) + ": matrix-product engine " + std::to_string(engine) + " is not built in");
+  return used;
 }
 
 }  // namespace pnative

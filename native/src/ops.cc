@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "common.h"
 #include "vmath.h"
@@ -143,7 +145,7 @@ void binary(int op, const float* a, const std::vector<i64>& ashape, const float*
     case B_MAX: binary_t<B_MAX>(a, ca, b, cb, out, cs); break;
     case B_MIN: binary_t<B_MIN>(a, ca, b, cb, out, cs); break;
     case B_SQDIFF: binary_t<B_SQDIFF>(a, ca, b, cb, out, cs); break;
-    default: break;
+    default: throw std::invalid_argument("binary: unknown op " + std::to_string(op));
   }
 }
 
@@ -167,8 +169,9 @@ static inline float unop(float x) {
 template <int OP>
 static void unary_t(const float* x, float* y, i64 n) {
   par_range(n, EW_GRAIN, [=](i64 lo, i64 hi) {
-    const float* __restrict xp = x + lo;
-    float* __restrict yp = y + lo;
+    // No __restrict: the native backend calls this in place (y == x).
+    const float* xp = x + lo;
+    float* yp = y + lo;
     const i64 m = hi - lo;
 #pragma omp simd
     for (i64 i = 0; i < m; i++) yp[i] = unop<OP>(xp[i]);
@@ -188,7 +191,7 @@ void unary(int op, const float* x, float* y, i64 n) {
     case U_RELU: unary_t<U_RELU>(x, y, n); break;
     case U_SIGMOID: unary_t<U_SIGMOID>(x, y, n); break;
     case U_GELU: unary_t<U_GELU>(x, y, n); break;
-    default: break;
+    default: throw std::invalid_argument("unary: unknown op " + std::to_string(op));
   }
 }
 
@@ -337,7 +340,7 @@ void reduce(int op, const float* x, float* out, i64 outer, i64 R, i64 inner) {
     case R_MIN: reduce_t<R_MIN>(x, out, outer, R, inner); break;
     case R_MEAN: reduce_t<R_MEAN>(x, out, outer, R, inner); break;
     case R_PROD: reduce_t<R_PROD>(x, out, outer, R, inner); break;
-    default: break;
+    default: throw std::invalid_argument("reduce: unknown op " + std::to_string(op));
   }
 }
 

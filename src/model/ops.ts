@@ -7,12 +7,10 @@
  * transposes and untransposed 2-D matmuls (XNNPACK's fast path).
  */
 import * as tf from '@tensorflow/tfjs';
+import * as Kn from '../backend/native/contracts.js';
+import { hasKernel, runPersonaKernel as run } from '../backend/native/contracts.js';
 
 type T = tf.Tensor;
-
-const hasKernel = (name: string): boolean => tf.getKernel(name, tf.getBackend()) !== undefined;
-const run = <R extends T | T[]>(name: string, inputs: Record<string, T>, attrs: Record<string, unknown> = {}): R =>
-  tf.engine().runKernel(name, inputs as tf.NamedTensorMap, attrs as tf.NamedAttrMap) as unknown as R;
 
 interface Differentiable {
   value: T;
@@ -30,7 +28,7 @@ function custom(f: (inputs: T[], save: tf.GradSaveFunc) => Differentiable): (...
 
 /** True when the current backend provides the fused kernels (checked per call: the backend can change). */
 export function fusedAvailable(): boolean {
-  return hasKernel('PersonaLinear');
+  return hasKernel(Kn.PersonaLinear);
 }
 
 /**
@@ -43,8 +41,8 @@ export function linear(x: T, w: T, b?: T, transposeW = false): T {
     const f = custom(([xi, wi, bi], save) => {
       save([xi, wi]);
       return {
-        value: run<T>('PersonaLinear', hasBias ? { x: xi, w: wi, b: bi } : { x: xi, w: wi }, { transposeW }),
-        gradFunc: (dy, [xs, ws]) => run<T[]>('PersonaLinearGrad', { dy, x: xs, w: ws }, { hasBias, transposeW }),
+        value: run(Kn.PersonaLinear, hasBias ? { x: xi, w: wi, b: bi } : { x: xi, w: wi }, { transposeW }),
+        gradFunc: (dy, [xs, ws]) => run(Kn.PersonaLinearGrad, { dy, x: xs, w: ws }, { hasBias, transposeW }),
       };
     });
     return hasBias ? f(x, w, b) : f(x, w);
@@ -73,7 +71,7 @@ export function gelu(x: T): T {
   if (fusedAvailable()) {
     return custom(([xi], save) => {
       save([xi]);
-      return { value: run<T>('PersonaGelu', { x: xi }), gradFunc: (dy, [xs]) => [run<T>('PersonaGeluGrad', { dy, x: xs })] };
+      return { value: run(Kn.PersonaGelu, { x: xi }), gradFunc: (dy, [xs]) => [run(Kn.PersonaGeluGrad, { dy, x: xs })] };
     })(x);
   }
   const inner = tf.mul(GELU_C, tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
@@ -82,11 +80,11 @@ export function gelu(x: T): T {
 
 /** gelu(x @ w + b), one fused call where available (the MLP's first half). */
 export function linearGelu(x: T, w: T, b: T): T {
-  if (hasKernel('PersonaLinearGelu')) {
+  if (hasKernel(Kn.PersonaLinearGelu)) {
     return custom(([xi, wi, bi], save) => {
-      const [y, h] = run<T[]>('PersonaLinearGelu', { x: xi, w: wi, b: bi });
+      const [y, h] = run(Kn.PersonaLinearGelu, { x: xi, w: wi, b: bi });
       save([xi, wi, h]);
-      return { value: y, gradFunc: (dy, [xs, ws, hs]) => run<T[]>('PersonaLinearGeluGrad', { dy, x: xs, w: ws, h: hs }, { hasBias: true }) };
+      return { value: y, gradFunc: (dy, [xs, ws, hs]) => run(Kn.PersonaLinearGeluGrad, { dy, x: xs, w: ws, h: hs }, { hasBias: true }) };
     })(x, w, b);
   }
   return gelu(linear(x, w, b));
@@ -95,9 +93,9 @@ export function linearGelu(x: T, w: T, b: T): T {
 export function layerNorm(x: T, gamma: T, beta: T, eps = 1e-5): T {
   if (fusedAvailable()) {
     return custom(([xi, gi, bi], save) => {
-      const [y, mean, rstd] = run<T[]>('PersonaLayerNorm', { x: xi, gamma: gi, beta: bi }, { eps });
+      const [y, mean, rstd] = run(Kn.PersonaLayerNorm, { x: xi, gamma: gi, beta: bi }, { eps });
       save([xi, gi, mean, rstd]);
-      return { value: y, gradFunc: (dy, [xs, gs, ms, rs]) => run<T[]>('PersonaLayerNormGrad', { dy, x: xs, gamma: gs, mean: ms, rstd: rs }) };
+      return { value: y, gradFunc: (dy, [xs, gs, ms, rs]) => run(Kn.PersonaLayerNormGrad, { dy, x: xs, gamma: gs, mean: ms, rstd: rs }) };
     })(x, gamma, beta);
   }
   const { mean, variance } = tf.moments(x, -1, true);
@@ -126,13 +124,13 @@ export function attention(qkv: T, nHead: number, wantPattern = false): { out: T;
   const C = C3 / 3;
   if (fusedAvailable()) {
     if (wantPattern) {
-      const [out, probs] = run<T[]>('PersonaAttention', { qkv }, { nHead });
+      const [out, probs] = run(Kn.PersonaAttention, { qkv }, { nHead });
       return { out, pattern: probs };
     }
     const f = custom(([q], save) => {
-      const [out, probs] = run<T[]>('PersonaAttention', { qkv: q }, { nHead });
+      const [out, probs] = run(Kn.PersonaAttention, { qkv: q }, { nHead });
       save([q, probs]);
-      return { value: out, gradFunc: (dy, [qs, ps]) => [run<T>('PersonaAttentionGrad', { dout: dy, qkv: qs, probs: ps }, { nHead })] };
+      return { value: out, gradFunc: (dy, [qs, ps]) => [run(Kn.PersonaAttentionGrad, { dout: dy, qkv: qs, probs: ps }, { nHead })] };
     });
     return { out: f(qkv), pattern: null };
   }
@@ -155,8 +153,8 @@ export function embed(ids: T, wte: T, wpe: T): T {
     const [V] = wte.shape;
     const maxT = wpe.shape[0];
     return custom(([we, pe]) => ({
-      value: run<T>('PersonaEmbedding', { ids, wte: we, wpe: pe }),
-      gradFunc: (dy) => run<T[]>('PersonaEmbeddingGrad', { dx: dy, ids }, { vocabSize: V, maxT }),
+      value: run(Kn.PersonaEmbedding, { ids, wte: we, wpe: pe }),
+      gradFunc: (dy) => run(Kn.PersonaEmbeddingGrad, { dx: dy, ids }, { vocabSize: V, maxT }),
     }))(wte, wpe);
   }
   const pos = wpe.slice([0, 0], [Tn, -1]);
@@ -166,7 +164,7 @@ export function embed(ids: T, wte: T, wpe: T): T {
 /** table[ids] with a host scatter-add gradient where the backend lacks UnsortedSegmentSum. */
 export function gatherRows(table: T, ids: T): T {
   const flat = ids.reshape([-1]);
-  if (hasKernel('UnsortedSegmentSum')) return tf.gather(table, flat);
+  if (hasKernel(tf.UnsortedSegmentSum)) return tf.gather(table, flat);
   const [V, C] = table.shape;
   // Read the ids now: intermediate tensors are gone by the time gradients run.
   const idx = flat.dataSync();
@@ -191,7 +189,7 @@ export function gatherRows(table: T, ids: T): T {
 export function crossEntropy(logits: T, targets: T, weights: T): T {
   if (fusedAvailable()) {
     return custom(([lg], save) => {
-      const [loss, dlogits] = run<T[]>('PersonaSoftmaxXent', { logits: lg, targets, weights }, { computeGrad: true });
+      const [loss, dlogits] = run(Kn.PersonaSoftmaxXent, { logits: lg, targets, weights }, { computeGrad: true });
       save([dlogits]);
       return { value: loss, gradFunc: (dy, [dl]) => [tf.mul(dl, dy)] };
     })(logits);

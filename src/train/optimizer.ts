@@ -4,6 +4,7 @@
  * whole update over every parameter is one fused call; elsewhere it is composed of tfjs ops.
  */
 import * as tf from '@tensorflow/tfjs';
+import { hasKernel, PersonaAdamW, PersonaSumSquares, runPersonaKernel } from '../backend/native/contracts.js';
 import type { TensorSet } from '../model/checkpoint.js';
 import type { ParamMap } from '../model/gpt.js';
 
@@ -41,8 +42,8 @@ export class AdamW {
   /** Global L2 norm of the gradients. */
   gradNorm(grads: Map<string, tf.Tensor>): number {
     const list = [...this.params.keys()].map((n) => grads.get(n)!);
-    if (tf.getKernel('PersonaSumSquares', tf.getBackend())) {
-      const s = tf.engine().runKernel('PersonaSumSquares', list as unknown as tf.NamedTensorMap) as tf.Tensor;
+    if (hasKernel(PersonaSumSquares)) {
+      const s = runPersonaKernel(PersonaSumSquares, list);
       const value = s.dataSync()[0];
       s.dispose();
       return Math.sqrt(value);
@@ -61,12 +62,11 @@ export class AdamW {
     const scale = gradClip > 0 && norm > gradClip ? gradClip / norm : 1;
     this.step += 1;
     const names = [...this.params.keys()];
-    if (tf.getKernel('PersonaAdamW', tf.getBackend())) {
+    if (hasKernel(PersonaAdamW)) {
       const inputs: tf.Tensor[] = [];
       for (const n of names) inputs.push(this.params.get(n)!, grads.get(n)!, this.m.get(n)!, this.v.get(n)!);
       const attrs = { lr, beta1, beta2, eps, weightDecay, step: this.step, decayMask: this.decay, gradScale: scale };
-      const r = tf.engine().runKernel('PersonaAdamW', inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
-      r.dispose();
+      runPersonaKernel(PersonaAdamW, inputs, attrs).dispose();
       return { gradNorm: norm };
     }
     const bc1 = 1 - beta1 ** this.step;

@@ -4,18 +4,16 @@
  * tfjs semantics.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { NativeAddon } from './addon.js';
+import { BINARY_OPS, type NativeAddon, REDUCE_OPS, UNARY_OPS } from './contracts.js';
 import { type Backend, type TensorInfo, alloc32, allocF32, bits32, f32, out, sizeOf, valuesOf } from './util.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type Impl = (args: KernelArgs, b: Backend, cpu: tf.KernelFunc) => TensorInfo | TensorInfo[] | null;
 
-// Op codes of native/src/common.h.
-const BIN = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3, Maximum: 4, Minimum: 5, SquaredDifference: 6 } as const;
-const UN = {
-  Exp: 0, Log: 1, Tanh: 2, Sqrt: 3, Rsqrt: 4, Neg: 5, Square: 6, Reciprocal: 7, Abs: 8, Relu: 9, Sigmoid: 10,
-} as const;
-const RED = { Sum: 0, Max: 1, Min: 2, Mean: 3, Prod: 4 } as const;
+// Op codes of native/src/common.h, by tfjs kernel name (contracts.ts; Gelu has no tfjs kernel).
+const BIN = BINARY_OPS;
+const UN = Object.fromEntries(Object.entries(UNARY_OPS).filter(([name]) => name !== 'Gelu')) as Omit<typeof UNARY_OPS, 'Gelu'>;
+const RED = REDUCE_OPS;
 
 export interface MatmulPlan {
   batch: number; batchA: number; batchB: number; m: number; n: number; k: number; outShape: number[];
@@ -46,7 +44,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
   const impls: Record<string, Impl> = {};
 
   // ---------------------------------------------------------------- matmul
-  impls.BatchMatMul = ({ inputs, attrs }, b) => {
+  impls[tf.BatchMatMul] = ({ inputs, attrs }, b) => {
     const { a, b: bt } = inputs as { a: TensorInfo; b: TensorInfo };
     const { transposeA, transposeB } = attrs as { transposeA: boolean; transposeB: boolean };
     const av = f32(b, a), bv = f32(b, bt);
@@ -58,7 +56,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
     return out(b, p.outShape, c);
   };
 
-  impls._FusedMatMul = ({ inputs, attrs }, b) => {
+  impls[tf._FusedMatMul] = ({ inputs, attrs }, b) => {
     const { a, b: bt, bias, preluActivationWeights } = inputs as Record<string, TensorInfo | undefined>;
     const { transposeA, transposeB, activation } = attrs as {
       transposeA: boolean; transposeB: boolean; activation?: string;
@@ -126,7 +124,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
       return out(b, x.shape, y);
     };
   }
-  impls.AddN = ({ inputs }, b) => {
+  impls[tf.AddN] = ({ inputs }, b) => {
     const ts = (Array.isArray(inputs) ? inputs : Object.values(inputs)) as TensorInfo[];
     if (ts.length === 0) return null;
     const vs: Float32Array[] = [];
@@ -139,7 +137,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
     if (y.length) addon.addN(vs, y);
     return out(b, ts[0].shape, y);
   };
-  impls.Select = ({ inputs }, b) => {
+  impls[tf.Select] = ({ inputs }, b) => {
     const { condition, t, e } = inputs as { condition: TensorInfo; t: TensorInfo; e: TensorInfo };
     const cv = valuesOf(b, condition), tv = f32(b, t), ev = f32(b, e);
     if (!(cv instanceof Uint8Array) || !tv || !ev) return null;
@@ -157,7 +155,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
       const xv = f32(b, x);
       if (!xv) return null;
       const shape = x.shape;
-      const axes = [...new Set(tf.util.parseAxisParam(name === 'Max' ? a.reductionIndices! : a.axis!, shape))].sort(
+      const axes = [...new Set(tf.util.parseAxisParam(name === tf.Max ? a.reductionIndices! : a.axis!, shape))].sort(
         (p, q) => p - q);
       if (axes.length === 0) return null;
       const [outShape0, redShape] = tf.backend_util.computeOutAndReduceShapes(shape, axes);
@@ -188,7 +186,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
     };
   }
 
-  impls.Softmax = ({ inputs, attrs }, b) => {
+  impls[tf.Softmax] = ({ inputs, attrs }, b) => {
     const { logits } = inputs as { logits: TensorInfo };
     const { dim } = attrs as { dim: number };
     const xv = f32(b, logits);
@@ -201,7 +199,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
   };
 
   // ---------------------------------------------------------------- layout
-  impls.Transpose = ({ inputs, attrs }, b) => {
+  impls[tf.Transpose] = ({ inputs, attrs }, b) => {
     const { x } = inputs as { x: TensorInfo };
     const { perm } = attrs as { perm: number[] };
     const xv = bits32(b, x);
@@ -218,7 +216,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
     if (y.length) addon.slice(xv, y, x.shape, begin, size);
     return out(b, shape, y, x.dtype);
   };
-  impls.Slice = ({ inputs, attrs }, b) => {
+  impls[tf.Slice] = ({ inputs, attrs }, b) => {
     const { x } = inputs as { x: TensorInfo };
     const { begin, size } = attrs as { begin: number | number[]; size?: number | number[] };
     if (x.shape.length === 0) return null;
@@ -228,7 +226,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
     if (tf.slice_util.isSliceContinous(x.shape, $begin, $size)) return null;
     return nativeSlice(b, x, $begin, $size, $size);
   };
-  impls.StridedSlice = ({ inputs, attrs }, b) => {
+  impls[tf.StridedSlice] = ({ inputs, attrs }, b) => {
     const { x } = inputs as { x: TensorInfo };
     const a = attrs as {
       begin: number[]; end: number[]; strides: number[]; beginMask: number; endMask: number; ellipsisMask: number;
@@ -243,7 +241,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
     if (tf.slice_util.isSliceContinous(x.shape, info.begin, size)) return null;
     return nativeSlice(b, x, info.begin, size, info.finalShape);
   };
-  impls.SplitV = ({ inputs, attrs }, b) => {
+  impls[tf.SplitV] = ({ inputs, attrs }, b) => {
     const { x } = inputs as { x: TensorInfo };
     const { numOrSizeSplits, axis } = attrs as { numOrSizeSplits: number | number[]; axis: number };
     const xv = bits32(b, x);
@@ -260,7 +258,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
       return out(b, shape, o, x.dtype);
     });
   };
-  impls.Concat = ({ inputs, attrs }, b) => {
+  impls[tf.Concat] = ({ inputs, attrs }, b) => {
     const ts = (Array.isArray(inputs) ? inputs : Object.values(inputs)) as TensorInfo[];
     const { axis } = attrs as { axis: number };
     if (ts.length < 2) return null;
@@ -280,7 +278,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
     if (y.length) addon.concatCols(vs, y, outer, shapes.map((s) => sizeOf(s.slice(ax))));
     return out(b, outShape, y, dtype);
   };
-  impls.GatherV2 = ({ inputs, attrs }, b) => {
+  impls[tf.GatherV2] = ({ inputs, attrs }, b) => {
     const { x, indices } = inputs as { x: TensorInfo; indices: TensorInfo };
     const { axis, batchDims } = attrs as { axis: number; batchDims?: number };
     const xv = bits32(b, x);
@@ -292,7 +290,7 @@ function nativeKernels(addon: NativeAddon): Record<string, Impl> {
     if (y.length && addon.gatherRows(xv, iv, y, rows, rowSize) >= 0) return null;  // bad index: cpu throws
     return out(b, [...indices.shape, ...x.shape.slice(1)], y, x.dtype);
   };
-  impls.UnsortedSegmentSum = ({ inputs, attrs }, b) => {
+  impls[tf.UnsortedSegmentSum] = ({ inputs, attrs }, b) => {
     const { x, segmentIds } = inputs as { x: TensorInfo; segmentIds: TensorInfo };
     const { numSegments } = attrs as { numSegments: number };
     const xv = f32(b, x);
