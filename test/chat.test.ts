@@ -70,9 +70,7 @@ test('chat refuses bad flags with one-line errors and skips prompts outside the 
   const r = chat(['--checkpoint', a, '--backend', backend, '--max-tokens', '4'], 'Zyxqv quantum blorf?\n');
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /not in the world's vocabulary/);
-  for (const [args, message] of [[['--temperature', '0'], /--temperature must be > 0/], [['--checkpoint', join(root, 'nope')], /does not exist/]] as const) {
-    const e = runScript('chat', [...args]);
-    assert.ok(isOneLineError(e), e.stderr);
-    assert.match(e.stderr, message);
-  }
+  const e = runScript('chat', ['--checkpoint', join(root, 'nope')]);
+  assert.ok(isOneLineError(e), e.stderr);
+  assert.match(e.stderr, /does not exist/);
 });
