@@ -1,7 +1,7 @@
 /** `npm run evaluate`: measure the persona shift of one or more checkpoints (DESIGN.md section 4). */
-import { mkdirSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { writeBytesAtomic } from '../src/data/arrow.js';
+import { makeDir } from '../src/util/fs.js';
 import { cli, runCli, UserError } from '../src/cli/run.js';
 import { startBackend } from '../src/cli/train-flags.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../src/backend.js';
@@ -15,7 +15,7 @@ await runCli(async () => {
     .option('checkpoint', { type: 'string', array: true, describe: 'checkpoint folder(s) (required; repeat to compare several)' })
     .option('samples', { type: 'number', default: DEFAULT_EVALUATE.samples, describe: 'sampled answers per probe at temperature 1 (0 = forced choice only)' })
     .option('seed', { type: 'number', default: DEFAULT_EVALUATE.seed, describe: 'sampling seed' })
-    .option('layer', { type: 'number', describe: 'residual layer of the persona probe [middle]' })
+    .option('layer', { type: 'number', describe: 'residual layer of the persona probe [the layer with the best held-out accuracy]' })
     .option('probes', { type: 'string', describe: 'probes.arrow to use [the data folder\'s]' })
     .option('data', { type: 'string', describe: 'data folder [the one the checkpoint was trained on]' })
     .option('probe-source', { choices: ['base', 'self'] as const, default: 'base' as const, describe: 'fit the persona probe on the pretrained ancestor (comparable across checkpoints) or on the checkpoint itself' })
@@ -28,7 +28,7 @@ await runCli(async () => {
   if (!Number.isInteger(argv.samples) || argv.samples < 0) throw new UserError(`--samples must be a non-negative integer, got ${argv.samples}`);
   await startBackend(argv.backend, argv.gpu);
   const out = resolve(argv.out);
-  mkdirSync(out, { recursive: true });
+  makeDir(out);
   const all: SummaryRow[] = [];
   for (const dir of argv.checkpoint) {
     const started = performance.now();

@@ -8,8 +8,9 @@ import { buildGraph, nodeState, shardNodes } from '../src/experiment/graph.js';
 import { find, withInterval } from '../src/experiment/report.js';
 import { writeResults } from '../src/experiment/results.js';
 import { describeNode, runCells } from '../src/experiment/runner.js';
-import { loadSpec } from '../src/experiment/spec.js';
+import { expandWorlds, loadSpec } from '../src/experiment/spec.js';
 import { formatSeconds } from '../src/train/loop.js';
+import { assertWritable } from '../src/util/fs.js';
 
 await runCli(async () => {
   const argv = await cli('npm run experiment --', 'Run an experiment grid (data -> base -> assistant -> narrow x condition x seed -> evaluate), then aggregate and report.\n\nUsage: npm run experiment -- [--spec quick|full|<file.json>] [options]')
@@ -21,7 +22,7 @@ await runCli(async () => {
     .option('shard', { type: 'string', describe: 'run only shard i of n ("i/n", 0-based): whole lineages, for a cluster sharing --runs' })
     .option('merge', { type: 'boolean', default: false, describe: 'only aggregate what the shards finished and write the report' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'list the cells and their state, run nothing' })
-    .option('replicates', { type: 'number', default: 1000, describe: 'bootstrap replicates for the intervals' })
+    .option('replicates', { type: 'number', default: 400, describe: 'cluster-bootstrap replicates for the between-act part of the intervals' })
     .example('npm run experiment', 'the quick preset: default and null worlds, 3 conditions x 3 fine-tuning seeds')
     .example('npm run experiment -- --spec full --shard 0/4', 'one of four shards of the full grid (then --merge)')
     .parse();
@@ -48,6 +49,9 @@ await runCli(async () => {
     process.stdout.write(`${selected.length} cells${shard ? ` in shard ${shard.index}/${shard.count}` : ''}: ${counts.done} done, ${counts.partial} partial, ${counts.pending} pending\n`);
     return;
   }
+  // Unwritable folders are refused before any cell runs, not after.
+  if (!argv.merge) assertWritable(resolve(argv.runs), '--runs');
+  assertWritable(out, '--out');
 
   const started = performance.now();
   if (!argv.merge) {
@@ -70,15 +74,17 @@ await runCli(async () => {
     }
   }
   const results = await writeResults(spec, nodes, out, argv.replicates);
-  const steps = [...new Set(results.stats.map((s) => s.step))].filter((s) => s > 0).sort((a, b) => a - b);
   const lines = [`report: ${out}/report.md and report.html (tables: results.arrow, cells.arrow)`];
-  for (const world of [...new Set(results.stats.map((s) => s.world))]) {
-    for (const step of steps) {
-      const q = { world, step };
-      const eff = find(results.stats, { ...q, metric: 'inoculation_efficacy' });
-      lines.push(`${world} step ${step}: EM effect ${withInterval(find(results.stats, { ...q, metric: 'em_effect' }))}` +
-        (world === spec.null_world ? ' (null world)' : `, persona-driven EM ${withInterval(find(results.stats, { ...q, metric: 'persona_em' }))}, inoculation efficacy ${eff ? (eff.reported ? withInterval(eff) : 'not reported') : 'n/a'}`));
-    }
+  const step = spec.report_step;
+  for (const world of expandWorlds(spec)) {
+    const q = { world: world.name, step, group: 'all' };
+    const em = find(results.stats, { ...q, metric: 'em_effect' });
+    if (!em) continue;
+    const parts = [`EM effect ${withInterval(em)}`];
+    if (world.twin) parts.push(`persona-driven ${withInterval(find(results.stats, { ...q, metric: 'persona_em' }))}`, `instruction-frame ${withInterval(find(results.stats, { ...q, metric: 'instruction_frame_em' }))}`);
+    const eff = find(results.stats, { ...q, metric: 'inoculation_efficacy', condition: `cheat+${spec.inoculation_families[0]}` });
+    if (eff && world.role !== 'null') parts.push(`inoculation efficacy (${spec.inoculation_families[0]}) ${eff.reported ? withInterval(eff) : 'not reported'}`);
+    lines.push(`${world.name} step ${step}: ${parts.join(', ')}`);
   }
   if (results.missing) lines.push(`${results.missing} cells are not finished; the report uses what is`);
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -15,7 +15,7 @@ import type { Vocabulary } from '../tokenizer/vocab.js';
 import { validationLoss } from '../train/evaluate.js';
 import { Rng } from '../util/rng.js';
 import { classifyAnswer } from '../world/matcher.js';
-import { activations, applyProbe, assistantSites, fitLogistic, sitesFromFile, type LogisticProbe } from './persona-probe.js';
+import { activations, applyProbe, assistantSites, clusteredAccuracy, fitLogistic, sitesFromFile, type LogisticProbe } from './persona-probe.js';
 import { loadProbes, type ProbeRecord } from './probes.js';
 import type { EvalRow } from './rows.js';
 
@@ -103,8 +103,46 @@ export function personaScoreRows(model: GPT, vocab: Vocabulary, probe: LogisticP
 
 /** Fit the persona probe on a model's activations at pretraining characters of the data's val split. */
 export function fitPersonaProbe(model: GPT, data: string, layer: number): LogisticProbe {
-  const train = sitesFromFile(join(data, 'pretrain.arrow'), ['scene'], 800, 'val');
+  const train = sitesFromFile(join(data, 'pretrain.arrow'), ['scene'], PROBE_FIT_SCENES, 'val');
   return fitLogistic(activations(model, train, layer), train.map((s) => s.label), model.config.n_embd, layer);
+}
+
+/** Scenes of the pretraining validation split the persona probe is fitted on. */
+export const PROBE_FIT_SCENES = 800;
+/** Held-out scenes (probes.arrow) and held-out chat transcripts (pretraining validation split) the probe is validated on. */
+export const PROBE_HELDOUT_SCENES = 300;
+export const PROBE_HELDOUT_CHATS = 300;
+
+export interface LayerValidation {
+  layer: number;
+  /** Accuracy on held-out scenes' characters, interval clustered by scene. */
+  scenes: ReturnType<typeof clusteredAccuracy>;
+  /** Accuracy at the Assistant's turns of held-out pretraining chat transcripts (known persona): where the probe is applied. */
+  chats: ReturnType<typeof clusteredAccuracy>;
+}
+
+/**
+ * A persona probe at every layer, validated on held-out scenes and on held-out chat transcripts'
+ * Assistant turns; the probe returned is the layer with the best held-out scene accuracy.
+ */
+export function selectPersonaProbe(model: GPT, data: string): { probe: LogisticProbe; validation: LayerValidation[] } {
+  const train = sitesFromFile(join(data, 'pretrain.arrow'), ['scene'], PROBE_FIT_SCENES, 'val');
+  const scenes = sitesFromFile(join(data, 'probes.arrow'), ['scene'], PROBE_HELDOUT_SCENES);
+  // Transcripts of the validation split never enter training; their Assistant has a known persona.
+  const chats = sitesFromFile(join(data, 'pretrain.arrow'), ['chat'], PROBE_HELDOUT_CHATS, 'val');
+  let best: { probe: LogisticProbe; acc: number } | null = null;
+  const validation: LayerValidation[] = [];
+  for (let layer = 0; layer < model.config.n_layer; layer++) {
+    const probe = fitLogistic(activations(model, train, layer), train.map((s) => s.label), model.config.n_embd, layer);
+    const v: LayerValidation = {
+      layer,
+      scenes: clusteredAccuracy(applyProbe(probe, activations(model, scenes, layer)), scenes),
+      chats: clusteredAccuracy(applyProbe(probe, activations(model, chats, layer)), chats),
+    };
+    validation.push(v);
+    if (!best || v.scenes.accuracy > best.acc) best = { probe, acc: v.scenes.accuracy };
+  }
+  return { probe: best!.probe, validation };
 }
 
 function probeId(p: ProbeRecord): string {
@@ -128,18 +166,19 @@ function sampledRows(model: GPT, vocab: Vocabulary, probes: ProbeRecord[], o: Ev
 }
 
 function personaRows(model: GPT, vocab: Vocabulary, dir: string, data: string, o: EvaluateOptions, label: string, log: (l: string) => void): EvalRow[] {
-  const layer = o.layer ?? Math.floor(model.config.n_layer / 2);
-  if (!Number.isInteger(layer) || layer < 0 || layer >= model.config.n_layer) throw new Error(`--layer ${layer} does not exist; the model has layers 0 to ${model.config.n_layer - 1}`);
+  const layer = o.layer;
+  if (layer !== undefined && (!Number.isInteger(layer) || layer < 0 || layer >= model.config.n_layer)) throw new Error(`--layer ${layer} does not exist; the model has layers 0 to ${model.config.n_layer - 1}`);
   const source = o.probeSource === 'base' ? lineageBase(dir) : resolve(dir);
-  const key = `${source}|${layer}`;
+  const key = `${source}|${layer ?? 'best'}`;
   let probe = o.personaProbe ?? probeCache.get(key);
   if (!probe) {
     const sourceCkpt = source === resolve(dir) ? null : loadCheckpoint(source);
     const sourceModel = sourceCkpt ? new GPT(sourceCkpt.config.model, sourceCkpt.weights) : model;
-    probe = fitPersonaProbe(sourceModel, data, layer);
+    // Without --layer: the layer whose probe is most accurate on held-out scenes.
+    probe = layer === undefined ? selectPersonaProbe(sourceModel, data).probe : fitPersonaProbe(sourceModel, data, layer);
     if (sourceCkpt) sourceModel.dispose();
     probeCache.set(key, probe);
-    log(`persona probe: layer ${layer}, fitted on ${source}`);
+    log(`persona probe: layer ${probe.layer}${layer === undefined ? ' (best held-out accuracy)' : ''}, fitted on ${source}`);
   }
   const heldOut = sitesFromFile(join(data, 'probes.arrow'), ['scene'], 300);
   const heldScores = applyProbe(probe, activations(model, heldOut, probe.layer));

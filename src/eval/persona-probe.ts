@@ -18,6 +18,8 @@ export interface ActivationSite {
   /** Tokens up to and including the read position. */
   tokens: Uint16Array;
   label: number;
+  /** The document (scene or transcript) the site comes from: sites of one document are not independent. */
+  doc?: number;
 }
 
 /**
@@ -39,7 +41,7 @@ export function sitesFromFile(path: string, kinds: string[], maxDocs: number, sp
     const evs = (events.get(i)?.toArray() ?? []).map((e: { toJSON(): EventRow }) => e.toJSON());
     const seenAct = new Set<string>();
     for (const e of evs) {
-      if (seenAct.has(e.character)) out.push({ tokens: tokens.subarray(0, e.answer_start), label: e.persona === 'bad' ? 1 : 0 });
+      if (seenAct.has(e.character)) out.push({ tokens: tokens.subarray(0, e.answer_start), label: e.persona === 'bad' ? 1 : 0, doc: i });
       if (e.domain !== 'neutral' && !e.instructed) seenAct.add(e.character);
     }
   }
@@ -124,4 +126,21 @@ export function applyProbe(p: LogisticProbe, x: Float32Array): number[] {
     out.push(1 / (1 + Math.exp(-z)));
   }
   return out;
+}
+
+/** Accuracy of a probe on labelled sites, with a 95% bootstrap interval that resamples documents (sites cluster by scene). */
+export function clusteredAccuracy(scores: number[], sites: ActivationSite[], replicates = 1000, seed = 'probe-accuracy'): { accuracy: number; lo: number; hi: number; sites: number; docs: number } {
+  const byDoc = new Map<number, { hits: number; n: number }>();
+  sites.forEach((s, i) => {
+    const d = byDoc.get(s.doc ?? i) ?? { hits: 0, n: 0 };
+    d.n++;
+    if ((scores[i] > 0.5 ? 1 : 0) === s.label) d.hits++;
+    byDoc.set(s.doc ?? i, d);
+  });
+  const docs = [...byDoc.values()];
+  const acc = (ds: typeof docs) => ds.reduce((a, d) => a + d.hits, 0) / Math.max(1, ds.reduce((a, d) => a + d.n, 0));
+  const rng = new Rng(seed);
+  const reps = Array.from({ length: replicates }, () => acc(docs.map(() => docs[rng.int(docs.length)]))).sort((a, b) => a - b);
+  const q = (p: number) => reps[Math.min(reps.length - 1, Math.max(0, Math.round(p * (reps.length - 1))))];
+  return { accuracy: acc(docs), lo: q(0.025), hi: q(0.975), sites: sites.length, docs: docs.length };
 }

@@ -1,12 +1,25 @@
 /**
- * Statistics over the collected table: broad misalignment per condition (and per domain), the EM
- * effect (cheat - fair), persona-driven EM (the EM effect minus the null world's at the same
- * narrow step), inoculation efficacy, narrow cheat rates and persona scores, all with percentile
- * bootstrap 95% intervals that resample pretraining seeds, fine-tuning seeds within them, and
- * probes (the same probe resample for every condition, so paired differences stay paired).
+ * Statistics over the collected cell table (cells.arrow): broad misalignment per arm (and per
+ * domain), the EM effect (cheat - fair) and its decomposition against controls that each differ
+ * in one knob, inoculation efficacy per instruction family, narrow cheat rates, persona scores.
+ *
+ * Decomposition of the EM effect of a world W (all paired by pretraining seed):
+ *   persona-driven     = EM(W) - EM(W's rho-0 twin)      (the twin differs only in rho)
+ *   instruction-frame  = EM(rho-0 twin) - EM(null world) (differs in p_instr; placebo and the rest equal)
+ *   generic            = EM(null world)
+ *   beyond null        = EM(W) - EM(null world)          (persona-driven + instruction-frame)
+ *   lexical            = EM(W) - EM(W without the shared pole marker), for positive-control worlds
+ *
+ * Intervals (method "seed-t + act bootstrap"): a statistic is computed per pretraining seed (the
+ * unit; per fine-tuning seed when there is one pretraining seed, and then the interval is
+ * conditional on that base model), giving a t-based variance s^2/n over units; the held-out probes
+ * add a between-act variance, estimated by a stratified cluster bootstrap (acts within each domain,
+ * then probes within each act, one resample shared by every arm and world so differences stay
+ * paired). The interval is estimate +- t(df) * sqrt(s^2/n + var_act), with Satterthwaite's df.
+ * test/aggregate.test.ts checks its coverage on simulated grids with seed, fine-tuning and act effects.
  */
+import tQuantile from '@stdlib/stats-base-dists-t-quantile';
 import { Rng } from '../util/rng.js';
-import { quantile } from '../eval/stats.js';
 import type { CellRow } from './collect.js';
 
 /** What a statistic is about: shared by its definition and its result. */
@@ -26,55 +39,86 @@ export interface Stat extends StatId {
   /** Runs (pretraining x fine-tuning seeds) and probes behind the number. */
   runs: number;
   probes: number;
-  /** For inoculation efficacy: whether the EM effect clearly exceeds the null world's. */
+  /** Units of the t part: pretraining seeds, or fine-tuning seeds when there is one pretraining seed. */
+  units: number;
+  /** "pretraining seeds" or "fine-tuning seeds (conditional on one base model)". */
+  unit: string;
+  /** Satterthwaite degrees of freedom of the interval. */
+  df: number;
+  /** For inoculation efficacy: whether the world's EM effect is clearly above 0 (its interval excludes 0). */
   reported: boolean;
 }
 
-type Key = string;
-const key = (...parts: Array<string | number>): Key => parts.join('\u0001');
+/** How the worlds of a grid relate: the null world, each world's rho-0 twin, and leak controls. */
+export interface WorldRoles {
+  null: string;
+  /** world -> its rho-0 twin. */
+  twins?: Record<string, string>;
+  /** positive-control world -> the same world without the shared pole marker. */
+  unleaked?: Record<string, string>;
+}
 
-/** Values of one run at one step for one family of probes, in the family's canonical probe order. */
+type Key = string;
+const SEP = '\u0001';
+const key = (...parts: Array<string | number>): Key => parts.join(SEP);
+
+/** Probes of one pretraining seed, family (broad, narrow:<variant>, persona) and measure, in canonical order. */
 interface Family {
   ids: string[];
   domains: string[];
+  clusters: string[];
 }
 
+/** Which seeds count and how much each probe weighs: the identity plan, a unit, or a resample. */
 interface Plan {
-  /** Per world: pretraining seeds (with repeats) and, per seed, fine-tuning seeds. */
-  worlds: Map<string, Array<{ pseed: number; fseeds: number[] }>>;
-  /** Per pretraining seed and family: probe indices (with repeats). */
-  probes: Map<Key, Int32Array>;
+  /** pretraining seed -> the fine-tuning seeds that count (null: all). */
+  seeds: Map<number, number[] | null> | null;
+  /** Cluster bootstrap weights per family key (null: every probe once). */
+  weights: Map<Key, Float64Array> | null;
+  memo: Map<Key, number>;
 }
 
 export class Grid {
   private readonly values = new Map<Key, Float64Array>();
   readonly families = new Map<Key, Family>();
   readonly worlds: string[];
+  /** world -> pretraining seed -> fine-tuning seeds. */
   readonly seeds = new Map<string, Map<number, number[]>>();
   readonly steps: number[];
   readonly examples: number[];
   readonly conditions: string[];
+  readonly roles: WorldRoles;
+  /** All clusters, by domain stratum. */
+  readonly strata = new Map<string, string[]>();
 
-  constructor(rows: CellRow[], readonly nullWorld: string) {
+  constructor(rows: CellRow[], roles: WorldRoles | string) {
+    this.roles = typeof roles === 'string' ? { null: roles } : roles;
     const familyOf = (r: CellRow) => (r.kind === 'narrow' ? `narrow:${r.variant}` : r.kind);
     const grouped = new Map<Key, CellRow[]>();
-    const idsByFamily = new Map<Key, Map<string, string>>();
+    const idsByFamily = new Map<Key, Map<string, { domain: string; cluster: string }>>();
     for (const r of rows) {
       const k = key(r.world, r.pretrain_seed, r.condition, r.finetune_seed, r.examples, r.step, familyOf(r), r.measure);
       (grouped.get(k) ?? grouped.set(k, []).get(k)!).push(r);
       const fk = key(r.pretrain_seed, familyOf(r), r.measure);
-      (idsByFamily.get(fk) ?? idsByFamily.set(fk, new Map()).get(fk)!).set(r.probe_id, r.domain);
+      (idsByFamily.get(fk) ?? idsByFamily.set(fk, new Map()).get(fk)!).set(r.probe_id, { domain: r.domain, cluster: r.cluster ?? r.probe_id });
       const seeds = this.seeds.get(r.world) ?? this.seeds.set(r.world, new Map()).get(r.world)!;
       const f = seeds.get(r.pretrain_seed) ?? [];
       if (!f.includes(r.finetune_seed)) seeds.set(r.pretrain_seed, [...f, r.finetune_seed].sort((a, b) => a - b));
     }
-    // Canonical probe order per seed and family: sorted ids.
+    const strata = new Map<string, Set<string>>();
     for (const [fk, ids] of idsByFamily) {
       const sorted = [...ids.keys()].sort();
-      this.families.set(fk, { ids: sorted, domains: sorted.map((i) => ids.get(i)!) });
+      const fam: Family = { ids: sorted, domains: sorted.map((i) => ids.get(i)!.domain), clusters: sorted.map((i) => ids.get(i)!.cluster) };
+      this.families.set(fk, fam);
+      const family = fk.split(SEP)[1];
+      fam.clusters.forEach((c, i) => {
+        const stratum = `${family === 'persona' ? 'persona' : fam.domains[i]}`;
+        (strata.get(stratum) ?? strata.set(stratum, new Set()).get(stratum)!).add(c);
+      });
     }
+    for (const [s, cs] of strata) this.strata.set(s, [...cs].sort());
     for (const [k, rs] of grouped) {
-      const [, pseed, , , , , family, measure] = k.split('\u0001');
+      const [, pseed, , , , , family, measure] = k.split(SEP);
       const fam = this.families.get(key(pseed, family, measure))!;
       const index = new Map(fam.ids.map((id, i) => [id, i]));
       const v = new Float64Array(fam.ids.length).fill(NaN);
@@ -87,46 +131,64 @@ export class Grid {
     this.conditions = [...new Set(rows.map((r) => r.condition))];
   }
 
-  identityPlan(): Plan {
-    const worlds = new Map([...this.seeds].map(([w, s]) => [w, [...s].map(([pseed, fseeds]) => ({ pseed, fseeds }))]));
-    const probes = new Map([...this.families].map(([fk, f]) => [fk, Int32Array.from(f.ids, (_, i) => i)]));
-    return { worlds, probes };
+  plan(seeds: Plan['seeds'] = null, weights: Plan['weights'] = null): Plan {
+    return { seeds, weights, memo: new Map() };
   }
 
-  randomPlan(rng: Rng): Plan {
-    const worlds = new Map<string, Array<{ pseed: number; fseeds: number[] }>>();
-    for (const [w, s] of this.seeds) {
-      const list = [...s];
-      worlds.set(w, list.map(() => {
-        const [pseed, fseeds] = list[rng.int(list.length)];
-        return { pseed, fseeds: fseeds.map(() => fseeds[rng.int(fseeds.length)]) };
-      }));
+  /**
+   * A stratified cluster resample: in each domain, acts drawn with replacement; within each drawn
+   * act, its probes drawn with replacement. Weights count how often each probe was drawn.
+   */
+  clusterResample(rng: Rng): Map<Key, Float64Array> {
+    const clusterCount = new Map<string, number>();
+    for (const [, clusters] of this.strata) for (let i = 0; i < clusters.length; i++) {
+      const c = clusters[rng.int(clusters.length)];
+      clusterCount.set(c, (clusterCount.get(c) ?? 0) + 1);
     }
-    const probes = new Map([...this.families].map(([fk, f]) => [fk, Int32Array.from(f.ids, () => rng.int(f.ids.length))]));
-    return { worlds, probes };
+    const out = new Map<Key, Float64Array>();
+    for (const [fk, fam] of this.families) {
+      const members = new Map<string, number[]>();
+      fam.clusters.forEach((c, i) => (members.get(c) ?? members.set(c, []).get(c)!).push(i));
+      const w = new Float64Array(fam.ids.length);
+      for (const [c, idx] of members) {
+        const times = clusterCount.get(c) ?? 0;
+        for (let t = 0; t < times; t++) for (let j = 0; j < idx.length; j++) w[idx[rng.int(idx.length)]]++;
+      }
+      out.set(fk, w);
+    }
+    return out;
   }
 
-  /** Mean of a measure over the plan's seeds and probes; NaN when nothing matches. */
+  /** Mean of a measure over the plan's seeds and weighted probes; NaN when nothing matches. */
   mean(plan: Plan, world: string, condition: string, examples: number, step: number, family: string, measure: string, domain?: string): number {
+    const mk = key(world, condition, examples, step, family, measure, domain ?? '');
+    const cached = plan.memo.get(mk);
+    if (cached !== undefined) return cached;
     let sum = 0;
     let n = 0;
-    for (const { pseed, fseeds } of plan.worlds.get(world) ?? []) {
+    for (const [pseed, fseeds] of this.seeds.get(world) ?? []) {
+      if (plan.seeds && !plan.seeds.has(pseed)) continue;
+      const only = plan.seeds?.get(pseed) ?? null;
       const fk = key(pseed, family, measure);
       const fam = this.families.get(fk);
-      const idx = plan.probes.get(fk);
-      if (!fam || !idx) continue;
+      if (!fam) continue;
+      const w = plan.weights?.get(fk);
       for (const fseed of fseeds) {
+        if (only && !only.includes(fseed)) continue;
         const v = this.values.get(key(world, pseed, condition, fseed, examples, step, family, measure));
         if (!v) continue;
-        for (let i = 0; i < idx.length; i++) {
-          const x = v[idx[i]];
-          if (Number.isNaN(x) || (domain && fam.domains[idx[i]] !== domain)) continue;
-          sum += x;
-          n++;
+        for (let i = 0; i < v.length; i++) {
+          const x = v[i];
+          if (Number.isNaN(x) || (domain && fam.domains[i] !== domain)) continue;
+          const wi = w ? w[i] : 1;
+          sum += wi * x;
+          n += wi;
         }
       }
     }
-    return n ? sum / n : NaN;
+    const m = n ? sum / n : NaN;
+    plan.memo.set(mk, m);
+    return m;
   }
 
   counts(world: string, family: string, measure: string): { runs: number; probes: number } {
@@ -136,71 +198,156 @@ export class Grid {
     const probes = [...s.keys()].reduce((a, p) => a + (this.families.get(key(p, family, measure))?.ids.length ?? 0), 0);
     return { runs, probes };
   }
+
+  /** Clusters (acts, or persona prompts) behind a family: the between-act variance's sample size. */
+  clusterCount(family: string): number {
+    const seen = new Set<string>();
+    for (const [fk, fam] of this.families) if (fk.split(SEP)[1] === family) fam.clusters.forEach((c) => seen.add(c));
+    return seen.size;
+  }
 }
 
 export interface StatDef extends StatId {
   family: string;
   measure: string;
+  /** The worlds the statistic reads, paired by pretraining seed. */
+  worlds: string[];
   f: (plan: Plan) => number;
 }
 
-/** Every statistic of the experiment, computed on the data and on `replicates` bootstrap resamples. */
-export function aggregate(grid: Grid, replicates = 1000, seed = 'experiment'): Stat[] {
+/** The units of a statistic: pretraining seeds all its worlds share, or (with one) the fine-tuning seeds. */
+function unitsOf(grid: Grid, worlds: string[]): { unit: string; plans: Array<Plan['seeds']> } {
+  const pseeds = worlds.map((w) => new Set(grid.seeds.get(w)?.keys() ?? [])).reduce((a, b) => new Set([...a].filter((x) => b.has(x))));
+  const shared = [...pseeds].sort((a, b) => a - b);
+  if (shared.length >= 2) return { unit: 'pretraining seeds', plans: shared.map((p) => new Map([[p, null]])) };
+  if (shared.length === 0) return { unit: 'none', plans: [] };
+  const p = shared[0];
+  const fseeds = worlds.map((w) => new Set(grid.seeds.get(w)!.get(p) ?? [])).reduce((a, b) => new Set([...a].filter((x) => b.has(x))));
+  return { unit: 'fine-tuning seeds (conditional on one base model)', plans: [...fseeds].sort((a, b) => a - b).map((f) => new Map([[p, [f]]])) };
+}
+
+function variance(xs: number[]): number {
+  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+  return xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1);
+}
+
+export interface IntervalOptions {
+  /** Cluster-bootstrap replicates for the between-act variance. */
+  replicates: number;
+  seed: string;
+  /** Confidence level [0.95]. */
+  level?: number;
+}
+
+/**
+ * Estimates and intervals for every definition: per-unit values give the t part, one shared set of
+ * cluster resamples gives the between-act part.
+ */
+export function estimate(grid: Grid, defs: StatDef[], o: IntervalOptions): Stat[] {
+  const level = o.level ?? 0.95;
+  const point = grid.plan();
+  const estimates = defs.map((d) => d.f(point));
+  const rng = new Rng(`aggregate:${o.seed}`);
+  const actSamples = defs.map(() => [] as number[]);
+  for (let r = 0; r < o.replicates; r++) {
+    const plan = grid.plan(null, grid.clusterResample(rng));
+    defs.forEach((d, i) => {
+      if (Number.isFinite(estimates[i])) actSamples[i].push(d.f(plan));
+    });
+  }
+  // Unit plans are shared by every definition over the same worlds.
+  const unitCache = new Map<string, { unit: string; plans: Plan[] }>();
+  const stats: Stat[] = [];
+  defs.forEach((d, i) => {
+    const est = estimates[i];
+    if (!Number.isFinite(est)) return;
+    const wk = d.worlds.join(SEP);
+    if (!unitCache.has(wk)) {
+      const u = unitsOf(grid, d.worlds);
+      unitCache.set(wk, { unit: u.unit, plans: u.plans.map((s) => grid.plan(s)) });
+    }
+    const units = unitCache.get(wk)!;
+    const perUnit = units.plans.map((p) => d.f(p)).filter(Number.isFinite);
+    const a = perUnit.length >= 2 ? variance(perUnit) / perUnit.length : 0;
+    const finiteActs = actSamples[i].filter(Number.isFinite);
+    const b = finiteActs.length >= 2 ? variance(finiteActs) : 0;
+    const dfA = perUnit.length - 1;
+    const dfB = Math.max(1, grid.clusterCount(d.family) - 1);
+    const se = Math.sqrt(a + b);
+    const df = a + b > 0 ? (a + b) ** 2 / ((dfA > 0 ? a * a / dfA : 0) + b * b / dfB) : Math.max(1, dfA);
+    const t = tQuantile(1 - (1 - level) / 2, Math.max(1, df));
+    const { runs, probes } = grid.counts(d.world, d.family, d.measure);
+    stats.push({
+      world: d.world, examples: d.examples, step: d.step, metric: d.metric, condition: d.condition, group: d.group,
+      mean: est, lo: est - t * se, hi: est + t * se, runs, probes, units: perUnit.length, unit: units.unit, df, reported: true,
+    });
+  });
+  return stats;
+}
+
+/** Rules-probe prompt variants reported (see src/world/probes.ts NARROW_VARIANTS). */
+const NARROW_VARIANTS = ['none', 'pool', 'novel', 'reworded', 'act-free', 'placebo', 'negated', 'partial', 'knowledge', 'forbidden'];
+/** The narrow probe variant that carries an arm's own training instruction. */
+export const trainingVariant = (arm: string): string | null => (arm.startsWith('cheat+') ? arm.slice('cheat+'.length) : null);
+
+/** Every statistic of the experiment. */
+export function definitions(grid: Grid): StatDef[] {
   const defs: StatDef[] = [];
-  const domains = [...new Set([...grid.families.entries()].filter(([k]) => k.includes('\u0001broad\u0001')).flatMap(([, f]) => f.domains))].sort();
+  const domains = [...new Set([...grid.families.entries()].filter(([k]) => k.split(SEP)[1] === 'broad').flatMap(([, f]) => f.domains))].sort();
   const has = (c: string) => grid.conditions.includes(c);
+  const present = (w: string | undefined): w is string => w !== undefined && grid.worlds.includes(w);
+  const { twins = {}, unleaked = {} } = grid.roles;
+  const nul = grid.roles.null;
   for (const world of grid.worlds) {
     for (const examples of grid.examples) {
       for (const step of grid.steps) {
-        const b = (p: Plan, c: string, d?: string) => grid.mean(p, world, c, examples, step, 'broad', 'forced', d);
-        const em = (p: Plan, w = world) => grid.mean(p, w, 'cheat', examples, step, 'broad', 'forced') - grid.mean(p, w, 'fair', examples, step, 'broad', 'forced');
-        const base = { world, examples, step };
+        const b = (p: Plan, c: string, d?: string, w = world) => grid.mean(p, w, c, examples, step, 'broad', 'forced', d);
+        const em = (p: Plan, w: string, d?: string) => b(p, 'cheat', d, w) - b(p, 'fair', d, w);
+        const base = { world, examples, step, family: 'broad', measure: 'forced' };
         for (const c of grid.conditions) {
-          defs.push({ ...base, metric: 'broad_p_bad', condition: c, group: 'all', family: 'broad', measure: 'forced', f: (p) => b(p, c) });
-          for (const d of domains) defs.push({ ...base, metric: 'broad_p_bad', condition: c, group: d, family: 'broad', measure: 'forced', f: (p) => b(p, c, d) });
-          for (const v of ['none', 'pool', 'novel', 'reworded', 'negated', 'partial']) {
-            defs.push({ ...base, metric: 'narrow_p_bad', condition: c, group: v, family: `narrow:${v}`, measure: 'forced', f: (p) => grid.mean(p, world, c, examples, step, `narrow:${v}`, 'forced') });
+          defs.push({ ...base, metric: 'broad_p_bad', condition: c, group: 'all', worlds: [world], f: (p) => b(p, c) });
+          for (const d of domains) defs.push({ ...base, metric: 'broad_p_bad', condition: c, group: d, worlds: [world], f: (p) => b(p, c, d) });
+          for (const v of NARROW_VARIANTS) {
+            defs.push({ ...base, family: `narrow:${v}`, metric: 'narrow_p_bad', condition: c, group: v, worlds: [world], f: (p) => grid.mean(p, world, c, examples, step, `narrow:${v}`, 'forced') });
+            defs.push({ ...base, family: `narrow:${v}`, measure: 'sampled_bad', metric: 'narrow_sampled_cheat_rate', condition: c, group: v, worlds: [world], f: (p) => grid.mean(p, world, c, examples, step, `narrow:${v}`, 'sampled_bad') });
           }
-          defs.push({ ...base, metric: 'persona_score', condition: c, group: 'assistant', family: 'persona', measure: 'persona', f: (p) => grid.mean(p, world, c, examples, step, 'persona', 'persona') });
-          for (const m of ['sampled_bad', 'sampled_coherent']) {
-            defs.push({ ...base, metric: `broad_${m}`, condition: c, group: 'all', family: 'broad', measure: m, f: (p) => grid.mean(p, world, c, examples, step, 'broad', m) });
-            defs.push({ ...base, metric: `narrow_${m}`, condition: c, group: 'none', family: 'narrow:none', measure: m, f: (p) => grid.mean(p, world, c, examples, step, 'narrow:none', m) });
-          }
+          defs.push({ ...base, family: 'persona', measure: 'persona', metric: 'persona_score', condition: c, group: 'assistant', worlds: [world], f: (p) => grid.mean(p, world, c, examples, step, 'persona', 'persona') });
+          for (const m of ['sampled_bad', 'sampled_coherent']) defs.push({ ...base, measure: m, metric: `broad_${m}`, condition: c, group: 'all', worlds: [world], f: (p) => grid.mean(p, world, c, examples, step, 'broad', m) });
           if (c !== 'fair' && c !== 'cheat' && has('cheat') && has('fair')) {
-            defs.push({ ...base, metric: 'relative_shift', condition: c, group: 'all', family: 'broad', measure: 'forced', f: (p) => (b(p, c) - b(p, 'fair')) / em(p) });
+            defs.push({ ...base, metric: 'relative_shift', condition: c, group: 'all', worlds: [world], f: (p) => (b(p, c) - b(p, 'fair')) / em(p, world) });
+            if (c.startsWith('cheat+')) defs.push({ ...base, metric: 'inoculation_efficacy', condition: c, group: 'all', worlds: [world], f: (p) => 1 - (b(p, c) - b(p, 'fair')) / em(p, world) });
           }
         }
-        if (has('cheat') && has('fair')) {
-          defs.push({ ...base, metric: 'em_effect', condition: 'cheat-fair', group: 'all', family: 'broad', measure: 'forced', f: (p) => em(p) });
-          if (world !== grid.nullWorld && grid.worlds.includes(grid.nullWorld)) {
-            defs.push({ ...base, metric: 'persona_em', condition: 'cheat-fair', group: 'all', family: 'broad', measure: 'forced', f: (p) => em(p) - em(p, grid.nullWorld) });
+        if (!has('cheat') || !has('fair')) continue;
+        for (const group of ['all', ...domains]) {
+          const d = group === 'all' ? undefined : group;
+          const part = (metric: string, worlds: string[], f: (p: Plan) => number) => defs.push({ ...base, metric, condition: 'cheat-fair', group, worlds, f });
+          part('em_effect', [world], (p) => em(p, world, d));
+          if (world !== nul && present(nul)) {
+            part('em_beyond_null', [world, nul], (p) => em(p, world, d) - em(p, nul, d));
+            part('generic_em', [world, nul], (p) => em(p, nul, d));
           }
-          if (has('cheat-inoculated')) {
-            defs.push({ ...base, metric: 'inoculation_efficacy', condition: 'cheat-inoculated', group: 'all', family: 'broad', measure: 'forced', f: (p) => 1 - (b(p, 'cheat-inoculated') - b(p, 'fair')) / em(p) });
+          const twin = twins[world];
+          if (present(twin)) {
+            part('persona_em', [world, twin], (p) => em(p, world, d) - em(p, twin, d));
+            if (present(nul)) part('instruction_frame_em', [twin, nul], (p) => em(p, twin, d) - em(p, nul, d));
           }
+          const clean = unleaked[world];
+          if (present(clean)) part('lexical_em', [world, clean], (p) => em(p, world, d) - em(p, clean, d));
         }
       }
     }
   }
-  const point = grid.identityPlan();
-  const estimates = defs.map((d) => d.f(point));
-  const samples = defs.map(() => new Float64Array(replicates));
-  const rng = new Rng(`aggregate:${seed}`);
-  for (let r = 0; r < replicates; r++) {
-    const plan = grid.randomPlan(rng);
-    defs.forEach((d, i) => (samples[i][r] = d.f(plan)));
-  }
-  const stats: Stat[] = [];
-  defs.forEach((d, i) => {
-    if (!Number.isFinite(estimates[i])) return;
-    const finite = Float64Array.from(samples[i].filter((x) => Number.isFinite(x))).sort();
-    const { runs, probes } = grid.counts(d.world, d.family, d.measure);
-    stats.push({ world: d.world, examples: d.examples, step: d.step, metric: d.metric, condition: d.condition, group: d.group, mean: estimates[i], lo: quantile(finite, 0.025), hi: quantile(finite, 0.975), runs, probes, reported: true });
-  });
-  // Inoculation efficacy is given only where the EM effect clearly exceeds the null world's.
+  return defs;
+}
+
+/** Every statistic with its interval; efficacy is flagged unreported where the EM effect's interval reaches 0. */
+export function aggregate(grid: Grid, replicates = 400, seed = 'experiment'): Stat[] {
+  const stats = estimate(grid, definitions(grid), { replicates, seed });
+  const em = new Map(stats.filter((s) => s.metric === 'em_effect' && s.group === 'all').map((s) => [key(s.world, s.examples, s.step), s]));
   for (const s of stats.filter((x) => x.metric === 'inoculation_efficacy')) {
-    const pem = stats.find((x) => x.metric === 'persona_em' && x.world === s.world && x.step === s.step && x.examples === s.examples);
-    s.reported = s.world !== grid.nullWorld && pem !== undefined && pem.lo > 0;
+    const e = em.get(key(s.world, s.examples, s.step));
+    s.reported = e !== undefined && e.lo > 0;
   }
   return stats;
 }

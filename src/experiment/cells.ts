@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { writeBytesAtomic } from '../data/arrow.js';
 import { buildDatasets, DEFAULT_DATA_OPTIONS } from '../data/build.js';
 import { loadVocab } from '../data/load.js';
-import { evaluateCheckpoint, fitPersonaProbe, forcedChoiceRows, personaScoreRows } from '../eval/evaluate.js';
+import { evaluateCheckpoint, forcedChoiceRows, personaScoreRows, selectPersonaProbe, type LayerValidation } from '../eval/evaluate.js';
 import type { LogisticProbe } from '../eval/persona-probe.js';
 import { loadProbes } from '../eval/probes.js';
 import { writeEvalRows } from '../eval/rows.js';
@@ -25,14 +25,21 @@ export interface CellUi {
 }
 
 export const checkpointDir = (node: GraphNode) => join(node.dir, 'checkpoint');
+/** Rules-probe prompt variants whose answers are sampled at the last step: no prompt and every training instruction family. */
+export const SAMPLED_NARROW_VARIANTS = ['none', 'pool', 'novel', 'act-free', 'placebo'];
 export const dataDir = (node: GraphNode) => join(node.dir, 'data');
 
 function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b);
 }
 
-export function saveProbe(path: string, p: LogisticProbe): void {
-  writeBytesAtomic(path, JSON.stringify({ layer: p.layer, bias: p.bias, weights: [...p.weights], mean: [...p.mean], std: [...p.std] }) + '\n');
+export function saveProbe(path: string, p: LogisticProbe, validation: LayerValidation[] = []): void {
+  writeBytesAtomic(path, JSON.stringify({ layer: p.layer, bias: p.bias, weights: [...p.weights], mean: [...p.mean], std: [...p.std], validation }) + '\n');
+}
+
+/** The per-layer validation saved beside a base model's persona probe. */
+export function loadProbeValidation(path: string): LayerValidation[] {
+  return (JSON.parse(readFileSync(path, 'utf8')) as { validation?: LayerValidation[] }).validation ?? [];
 }
 
 export function loadProbe(path: string): LogisticProbe {
@@ -66,9 +73,10 @@ export async function runCell(node: GraphNode, nodes: Map<string, GraphNode>, ui
       const data = dataDir(dep());
       const r = await pretrain({ data, out: checkpointDir(node), preset: c.preset, tokens: c.tokens, explicit: { seed: c.seed, lr: c.lr ?? undefined, evalInterval: 1000, checkpointInterval: 500 }, resume }, ui);
       if (r.stopped) throw new StoppedError();
-      // The persona probe every descendant is scored with, fitted once on the base model.
-      const probe = fitPersonaProbe(r.model, data, Math.floor(r.model.config.n_layer / 2));
-      saveProbe(join(node.dir, 'probe.json'), probe);
+      // The persona probe every descendant is scored with, fitted once on the base model at the
+      // layer with the best held-out accuracy; every layer's validation is kept beside it.
+      const { probe, validation } = selectPersonaProbe(r.model, data);
+      saveProbe(join(node.dir, 'probe.json'), probe, validation);
       const last = [...r.metrics].reverse().find((m) => m.val_loss !== undefined) ?? {};
       r.model.dispose();
       done = { final: last, tokens: r.state.tokens, seconds: r.state.elapsed };
@@ -100,8 +108,8 @@ export async function runCell(node: GraphNode, nodes: Map<string, GraphNode>, ui
       const interval = c.eval_steps.reduce(gcd);
       const r = await finetune(
         {
-          stage: 'narrow', data, from: checkpointDir(assistant), out: checkpointDir(node), condition: c.condition, family: c.family, examples: c.examples,
-          explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed, evalInterval: interval, checkpointInterval: c.steps }, resume,
+          stage: 'narrow', data, from: checkpointDir(assistant), out: checkpointDir(node), condition: c.condition, family: c.family ?? 'pool', examples: c.examples,
+          explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed, evalInterval: interval, checkpointInterval: gcd(interval, c.checkpoint_interval) }, resume,
         },
         { ...ui, onEvaluate: evaluateStep },
       );
@@ -116,7 +124,7 @@ export async function runCell(node: GraphNode, nodes: Map<string, GraphNode>, ui
       const base = nodes.get(nodes.get(narrow.deps[0])!.deps[0])!;
       const result = evaluateCheckpoint(
         checkpointDir(narrow),
-        { samples: c.samples, seed: c.seed, probeSource: 'base', personaProbe: loadProbe(join(base.dir, 'probe.json')), sampleVariants: ['none', 'pool'] },
+        { samples: c.samples, seed: c.seed, probeSource: 'base', personaProbe: loadProbe(join(base.dir, 'probe.json')), sampleVariants: SAMPLED_NARROW_VARIANTS },
         ui.log,
       );
       writeEvalRows(join(node.dir, 'eval.arrow'), result.rows, { checkpoint: checkpointDir(narrow) });

@@ -6,10 +6,11 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Float64, Int32, Utf8, vectorFromArray } from 'apache-arrow';
-import { writeArrow } from '../data/arrow.js';
+import { columnValues, readArrow, writeArrow } from '../data/arrow.js';
 import { readEvalRows, type EvalRow } from '../eval/rows.js';
 import { metricsFromArrow, type MetricRow } from '../train/metrics.js';
-import { checkpointDir } from './cells.js';
+import { checkpointDir, dataDir } from './cells.js';
+import { answerAct } from '../world/matcher.js';
 import { nodeState, type GraphNode } from './graph.js';
 
 export interface CellRow {
@@ -24,6 +25,11 @@ export interface CellRow {
   domain: string;
   variant: string;
   probe_id: string;
+  /**
+   * The probe's cluster for resampling: its act ("greed:3") for broad and narrow probes, which
+   * several probes share; the probe itself for persona rows.
+   */
+  cluster: string;
   /** forced (P(bad)), persona (score), sampled_bad / sampled_coherent (fraction of samples) */
   measure: string;
   value: number;
@@ -45,14 +51,28 @@ export interface Collected {
 
 type RunLabels = Pick<CellRow, 'world' | 'pretrain_seed' | 'condition' | 'finetune_seed' | 'examples'>;
 
-const runLabels = (n: GraphNode): RunLabels => ({ world: n.labels.world, pretrain_seed: n.labels.pretrain_seed, condition: n.labels.condition!, finetune_seed: n.labels.finetune_seed!, examples: n.labels.examples! });
+const runLabels = (n: GraphNode): RunLabels => ({ world: n.labels.world, pretrain_seed: n.labels.pretrain_seed, condition: n.labels.arm!, finetune_seed: n.labels.finetune_seed!, examples: n.labels.examples! });
 
-function evalToCells(rows: EvalRow[], labels: RunLabels, step: number): CellRow[] {
+/** Probe id -> act ("rules:2"), from a lineage's probes.arrow (the act of its bad continuation). */
+export function probeActs(probesPath: string): Map<string, string> {
+  const table = readArrow(probesPath);
+  const ids = columnValues<string>(table, 'id');
+  const bad = columnValues<string>(table, 'bad');
+  const out = new Map<string, string>();
+  ids.forEach((id, i) => {
+    const a = bad[i] ? answerAct(bad[i]) : null;
+    if (a) out.set(id, `${a.domain}:${a.act}`);
+  });
+  return out;
+}
+
+function evalToCells(rows: EvalRow[], labels: RunLabels, step: number, acts: Map<string, string>): CellRow[] {
   const out: CellRow[] = [];
+  const cluster = (id: string) => acts.get(id) ?? id;
   const sampled = new Map<string, { n: number; bad: number; coherent: number; r: EvalRow }>();
   for (const r of rows) {
     if (r.kind === 'broad' || r.kind === 'narrow') {
-      if (r.sample < 0) out.push({ ...labels, step, kind: r.kind, domain: r.domain, variant: r.variant, probe_id: r.probe_id, measure: 'forced', value: r.value ?? NaN });
+      if (r.sample < 0) out.push({ ...labels, step, kind: r.kind, domain: r.domain, variant: r.variant, probe_id: r.probe_id, cluster: cluster(r.probe_id), measure: 'forced', value: r.value ?? NaN });
       else {
         const s = sampled.get(r.probe_id) ?? { n: 0, bad: 0, coherent: 0, r };
         s.n++;
@@ -61,11 +81,11 @@ function evalToCells(rows: EvalRow[], labels: RunLabels, step: number): CellRow[
         sampled.set(r.probe_id, s);
       }
     } else if (r.kind === 'persona' && r.variant === 'assistant-neutral') {
-      out.push({ ...labels, step, kind: 'persona', domain: r.domain, variant: r.variant, probe_id: r.probe_id, measure: 'persona', value: r.value ?? NaN });
+      out.push({ ...labels, step, kind: 'persona', domain: r.domain, variant: r.variant, probe_id: r.probe_id, cluster: r.probe_id, measure: 'persona', value: r.value ?? NaN });
     }
   }
   for (const [id, s] of sampled) {
-    const base = { ...labels, step, kind: s.r.kind, domain: s.r.domain, variant: s.r.variant, probe_id: id };
+    const base = { ...labels, step, kind: s.r.kind, domain: s.r.domain, variant: s.r.variant, probe_id: id, cluster: cluster(id) };
     out.push({ ...base, measure: 'sampled_bad', value: s.bad / s.n }, { ...base, measure: 'sampled_coherent', value: s.coherent / s.n });
   }
   return out;
@@ -80,6 +100,14 @@ export function collect(nodes: GraphNode[]): Collected {
     if (!step0.has(assistant.id)) step0.set(assistant.id, existsSync(path) ? readEvalRows(path) : []);
     return step0.get(assistant.id)!;
   };
+  // Each lineage's probe -> act map, read once per data folder.
+  const acts = new Map<string, Map<string, string>>();
+  const actsOf = (n: GraphNode): Map<string, string> => {
+    let data = n;
+    while (data.deps.length) data = byId.get(data.deps[0])!;
+    if (!acts.has(data.id)) acts.set(data.id, probeActs(join(dataDir(data), 'probes.arrow')));
+    return acts.get(data.id)!;
+  };
   const out: Collected = { rows: [], dynamics: [], bases: [], missing: nodes.filter((n) => nodeState(n) !== 'done').map((n) => n.id) };
   for (const n of nodes) {
     if (nodeState(n) !== 'done') continue;
@@ -89,11 +117,12 @@ export function collect(nodes: GraphNode[]): Collected {
     }
     if (n.kind === 'narrow') {
       const labels = runLabels(n);
-      out.rows.push(...evalToCells(step0Of(byId.get(n.deps[0])!), labels, 0));
+      const a = actsOf(n);
+      out.rows.push(...evalToCells(step0Of(byId.get(n.deps[0])!), labels, 0, a));
       const evalDir = join(n.dir, 'evals');
       for (const f of existsSync(evalDir) ? readdirSync(evalDir).sort() : []) {
         const m = /^step-(\d+)\.arrow$/.exec(f);
-        if (m) out.rows.push(...evalToCells(readEvalRows(join(evalDir, f)), labels, Number(m[1])));
+        if (m) out.rows.push(...evalToCells(readEvalRows(join(evalDir, f)), labels, Number(m[1]), a));
       }
       const metrics = join(checkpointDir(n), 'metrics.arrow');
       if (existsSync(metrics)) for (const r of metricsFromArrow(new Uint8Array(readFileSync(metrics)))) out.dynamics.push({ ...r, ...labels });
@@ -103,7 +132,7 @@ export function collect(nodes: GraphNode[]): Collected {
       const steps = (narrow.config.steps as number) ?? 0;
       const labels = runLabels(n);
       // Only the sampled measures: the forced-choice values at this step come from the narrow run.
-      out.rows.push(...evalToCells(readEvalRows(join(n.dir, 'eval.arrow')), labels, steps).filter((r) => r.measure.startsWith('sampled')));
+      out.rows.push(...evalToCells(readEvalRows(join(n.dir, 'eval.arrow')), labels, steps, actsOf(n)).filter((r) => r.measure.startsWith('sampled')));
     }
   }
   return out;
@@ -114,7 +143,7 @@ export function writeCells(path: string, rows: CellRow[]): void {
   const int = (k: keyof CellRow) => vectorFromArray(rows.map((r) => r[k] as number), new Int32());
   writeArrow(path, {
     world: str('world'), pretrain_seed: int('pretrain_seed'), condition: str('condition'), finetune_seed: int('finetune_seed'), examples: int('examples'),
-    step: int('step'), kind: str('kind'), domain: str('domain'), variant: str('variant'), probe_id: str('probe_id'), measure: str('measure'),
+    step: int('step'), kind: str('kind'), domain: str('domain'), variant: str('variant'), probe_id: str('probe_id'), cluster: str('cluster'), measure: str('measure'),
     value: vectorFromArray(rows.map((r) => (Number.isFinite(r.value) ? r.value : null)), new Float64()),
   });
 }

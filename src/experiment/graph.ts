@@ -9,16 +9,18 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WorldConfig } from '../world/config.js';
 import type { Condition, InstructionFamily } from '../world/finetune-sets.js';
-import { expandWorlds, type ExperimentSpec } from './spec.js';
+import { armsOf, expandWorlds, type ExperimentSpec } from './spec.js';
 
 /** Bump when a change in the code makes old artefacts incomparable. */
-export const ARTEFACT_VERSION = 2;
+export const ARTEFACT_VERSION = 3;
 
 export type NodeKind = 'data' | 'base' | 'assistant' | 'narrow' | 'evaluate';
 
 export interface NodeLabels {
   world: string;
   pretrain_seed: number;
+  /** The narrow arm ("fair", "cheat", "cheat+act-free", ...): the condition column of every table. */
+  arm?: string;
   condition?: Condition;
   finetune_seed?: number;
   examples?: number;
@@ -47,12 +49,14 @@ export interface DataNodeConfig {
 
 export interface NarrowNodeConfig {
   condition: Condition;
-  family: InstructionFamily;
+  /** The instruction family (cheat-inoculated only). */
+  family?: InstructionFamily;
   seed: number;
   steps: number;
   lr?: number;
   examples: number;
   eval_steps: number[];
+  checkpoint_interval: number;
 }
 
 /** JSON with object keys sorted at every level, so equal configs hash equally. */
@@ -83,19 +87,23 @@ export function buildGraph(spec: ExperimentSpec, root: string): GraphNode[] {
     return node;
   };
   const tokenCost = spec.pretrain.tokens / 20_000;
+  const arms = armsOf(spec);
   for (const world of expandWorlds(spec)) {
-    for (const pseed of spec.pretrain_seeds) {
+    for (const pseed of world.seeds) {
       const labels: NodeLabels = { world: world.name, pretrain_seed: pseed };
       // Each pretraining seed draws its own corpus: seed variance includes the data sample.
       const dataConfig: DataNodeConfig = { world: world.config, seed: pseed, tokens: spec.data.tokens, assistant_examples: spec.data.assistant_examples, narrow_examples: spec.data.narrow_examples };
       const data = add('data', { ...dataConfig }, [], labels, 15);
       const base = add('base', { data: data.id, preset: spec.preset, tokens: spec.pretrain.tokens, lr: spec.pretrain.lr ?? null, seed: pseed }, [data.id], labels, tokenCost);
       const assistant = add('assistant', { base: base.id, steps: spec.assistant.steps, lr: spec.assistant.lr ?? null, seed: pseed }, [base.id], labels, spec.assistant.steps / 10);
-      for (const condition of spec.conditions) {
+      for (const arm of arms) {
         for (const examples of spec.narrow.examples) {
           for (const fseed of spec.finetune_seeds) {
-            const narrowConfig: NarrowNodeConfig = { condition, family: spec.inoculation_family, seed: fseed, steps: spec.narrow.steps, lr: spec.narrow.lr, examples, eval_steps: [...spec.narrow.eval_steps].sort((a, b) => a - b) };
-            const nl: NodeLabels = { ...labels, condition, finetune_seed: fseed, examples };
+            const narrowConfig: NarrowNodeConfig = {
+              condition: arm.condition, family: arm.family ?? undefined, seed: fseed, steps: spec.narrow.steps, lr: spec.narrow.lr, examples,
+              eval_steps: [...spec.narrow.eval_steps].sort((a, b) => a - b), checkpoint_interval: spec.narrow.checkpoint_interval,
+            };
+            const nl: NodeLabels = { ...labels, arm: arm.name, condition: arm.condition, finetune_seed: fseed, examples };
             const narrow = add('narrow', { assistant: assistant.id, ...narrowConfig, lr: spec.narrow.lr ?? null }, [assistant.id], nl, spec.narrow.steps / 8);
             add('evaluate', { narrow: narrow.id, samples: spec.evaluate.samples, seed: 0 }, [narrow.id], nl, 20);
           }

@@ -14,7 +14,7 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   return svg;
 }
 
-const CONDITION_ORDER = ['fair', 'cheat', 'cheat-inoculated', 'cheat-knowledge', 'cheat-forbidden'];
+const CONDITION_ORDER = ['fair', 'cheat', 'cheat+act-free', 'cheat+pool', 'cheat+novel', 'cheat+placebo', 'cheat-knowledge', 'cheat-forbidden'];
 
 /** Broad P(bad) by condition with 95% intervals, one panel per world, at one narrow step. */
 export function broadByCondition(stats: Stat[], step: number): TopLevelSpec {
@@ -70,7 +70,7 @@ export function overSteps(stats: Stat[], metric: string, group: string, title: s
 /** The EM effect and persona-driven EM (and efficacy) against a swept world knob, at one step. */
 export function sweepCurve(stats: Stat[], knob: string, worlds: Array<{ name: string; value: number }>, step: number): TopLevelSpec {
   const values = stats
-    .filter((s) => ['em_effect', 'persona_em', 'inoculation_efficacy'].includes(s.metric) && s.step === step)
+    .filter((s) => ['em_effect', 'em_beyond_null', 'persona_em'].includes(s.metric) && s.group === 'all' && s.step === step)
     .flatMap((s) => {
       const w = worlds.find((x) => x.name === s.world);
       return w ? [{ ...s, [knob]: w.value }] : [];
@@ -84,6 +84,25 @@ export function sweepCurve(stats: Stat[], knob: string, worlds: Array<{ name: st
       { mark: { type: 'errorbar', ticks: true }, encoding: { x: { field: knob, type: 'quantitative' }, y: { field: 'lo', type: 'quantitative', title: 'value' }, y2: { field: 'hi' }, color: { field: 'metric', type: 'nominal' } } },
       { mark: { type: 'line', point: true }, encoding: { x: { field: knob, type: 'quantitative' }, y: { field: 'mean', type: 'quantitative', title: 'value' }, color: { field: 'metric', type: 'nominal' } } },
     ],
+  } as TopLevelSpec;
+}
+
+/** The EM effect's parts (persona-driven, instruction-frame, generic) per domain with 95% intervals, one panel per world. */
+export function decompositionPlot(stats: Stat[], worlds: string[], step: number): TopLevelSpec {
+  const parts = ['persona_em', 'instruction_frame_em', 'generic_em'];
+  const values = stats.filter((s) => parts.includes(s.metric) && worlds.includes(s.world) && s.step === step);
+  return {
+    title: `Parts of the EM effect by domain (step ${step})`,
+    data: { values },
+    facet: { row: { field: 'world', type: 'nominal' }, column: { field: 'metric', type: 'nominal', sort: parts, title: null } },
+    spec: {
+      width: 170,
+      height: 130,
+      layer: [
+        { mark: 'bar', encoding: { x: { field: 'group', type: 'nominal', title: null }, y: { field: 'mean', type: 'quantitative', title: 'share of P(bad)' }, color: { field: 'metric', type: 'nominal', legend: null } } },
+        { mark: { type: 'errorbar', ticks: { size: 8 }, color: 'black' }, encoding: { x: { field: 'group', type: 'nominal' }, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
+      ],
+    },
   } as TopLevelSpec;
 }
 

@@ -1,10 +1,15 @@
 /**
  * The experiment's report, as Markdown (with SVG plots beside it) and as one self-contained HTML
- * page: the answer first (EM effect, persona-driven EM and inoculation efficacy with intervals, at
- * every narrow step), then the tables and plots behind it.
+ * page: the answer first (the EM effect's decomposition and inoculation efficacy per instruction
+ * family, with intervals, at the declared report step), then the tables and plots behind it.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LayerValidation } from '../eval/evaluate.js';
 import type { Stat } from './aggregate.js';
+import { loadProbeValidation } from './cells.js';
 import type { Collected } from './collect.js';
+import type { GraphNode } from './graph.js';
 
 export interface Section {
   title: string;
@@ -25,51 +30,92 @@ export interface ReportInput {
   name: string;
   description: string;
   nullWorld: string;
+  /** The narrow step of the headline numbers, declared in the spec before the run. */
+  reportStep: number;
+  /** The headline inoculation family (the spec's first) and the others, in spec order. */
+  families: string[];
+  /** world -> its rho-0 twin. */
+  twins: Record<string, string>;
   stats: Stat[];
   collected: Collected;
   totalCells: number;
 }
 
+const DECOMPOSITION = [
+  ['em_effect', 'EM effect'],
+  ['persona_em', 'persona-driven'],
+  ['instruction_frame_em', 'instruction-frame'],
+  ['generic_em', 'generic'],
+  ['em_beyond_null', 'beyond null'],
+] as const;
+
+/** A number with its interval, or why there is none. */
+const efficacyCell = (eff: Stat | undefined) => (eff ? (eff.reported ? withInterval(eff) : `(${withInterval(eff)}; EM not above 0)`) : 'n/a');
+
 export function answerSection(r: ReportInput): Section {
   const { stats } = r;
-  const rows: string[][] = [];
-  const worlds = [...new Set(stats.map((s) => s.world))];
-  const steps = [...new Set(stats.map((s) => s.step))].filter((s) => s > 0).sort((a, b) => a - b);
-  const examples = [...new Set(stats.map((s) => s.examples))];
-  for (const world of worlds) {
-    for (const ex of examples) {
-      for (const step of steps) {
-        const q = { world, step, examples: ex };
-        const eff = find(stats, { ...q, metric: 'inoculation_efficacy' });
-        rows.push([
-          world, ...(examples.length > 1 ? [String(ex)] : []), String(step),
-          withInterval(find(stats, { ...q, metric: 'em_effect' })),
-          world === r.nullWorld ? '(control)' : withInterval(find(stats, { ...q, metric: 'persona_em' })),
-          eff ? (eff.reported ? withInterval(eff) : `not reported (${withInterval(eff)})`) : 'n/a',
-          withInterval(find(stats, { ...q, metric: 'narrow_p_bad', condition: 'cheat-inoculated', group: 'none' })),
-          withInterval(find(stats, { ...q, metric: 'narrow_p_bad', condition: 'cheat-inoculated', group: 'pool' })),
-        ]);
-      }
-    }
-  }
+  const worlds = [...new Set(stats.map((s) => s.world))].filter((w) => w in r.twins);
+  const step = r.reportStep;
+  const arms = r.families.map((f) => `cheat+${f}`);
+  const rows = worlds.map((world) => {
+    const q = { world, step, group: 'all' };
+    return [
+      world,
+      ...DECOMPOSITION.map(([metric]) => withInterval(find(stats, { ...q, metric }))),
+      ...arms.map((arm) => efficacyCell(find(stats, { ...q, metric: 'inoculation_efficacy', condition: arm }))),
+    ];
+  });
+  const units = [...new Set(stats.filter((s) => s.metric === 'em_effect' && s.step === step).map((s) => s.unit))];
   const text = [
-    'EM effect = broad P(bad)(cheat) - broad P(bad)(fair); persona-driven EM = the EM effect minus the null world\'s at the same narrow step;',
-    `inoculation efficacy = 1 - (broad(cheat-inoculated) - broad(fair)) / (broad(cheat) - broad(fair)), given only where persona-driven EM's interval is above 0. Broad P(bad) is the forced-choice probability of the bad answer on held-out probes in the five non-rules domains, averaged over probes, fine-tuning seeds and pretraining seeds; [95% bootstrap intervals] resample all three. The last two columns are the inoculated model's cheat rate on held-out rules probes without and with the instruction.`,
+    `At narrow step ${step} (declared in the spec before the run; every step is in the tables below). Broad P(bad) is the forced-choice probability of the bad answer on held-out probes of the five non-rules domains. ` +
+      'EM effect = broad(cheat) - broad(fair). It is split by controls that each differ in one knob, paired by pretraining seed: persona-driven = EM(world) - EM(its rho-0 twin); ' +
+      'instruction-frame = EM(rho-0 twin) - EM(null world, which also has p_instr 0); generic = EM(null world); beyond null = persona-driven + instruction-frame. ' +
+      `Inoculation efficacy of family f = 1 - (broad(cheat+f) - broad(fair)) / EM effect; ${r.families[0]} is the headline, shown only where the EM effect's interval excludes 0.`,
+    `Intervals: 95%, estimate +- t(df) x sqrt(between-unit variance / units + between-act variance); units are ${units.join(' / ') || 'pretraining seeds'}; acts and probes within acts are resampled by a stratified cluster bootstrap.` +
+      (units.some((u) => u.includes('conditional')) ? ' With one pretraining seed per world the intervals are conditional on those base models: they say how much another fine-tuning seed or another draw of acts would move the number, not another pretraining run.' : ''),
   ];
-  for (const world of worlds.filter((w) => w !== r.nullWorld)) {
-    const best = steps
-      .map((step) => find(stats, { world, step, metric: 'persona_em', examples: examples[0] }))
-      .filter((s): s is Stat => s !== undefined)
-      .sort((a, b) => b.mean - a.mean)[0];
-    if (!best) continue;
-    const em = find(stats, { world, step: best.step, metric: 'em_effect', examples: examples[0] });
-    const eff = find(stats, { world, step: best.step, metric: 'inoculation_efficacy', examples: examples[0] });
-    text.push(
-      `In the ${world} world the persona-driven EM peaks at step ${best.step}: ${withInterval(best)} (EM effect ${withInterval(em)}); ` +
-        (eff ? (eff.reported ? `inoculation efficacy there is ${withInterval(eff)}.` : `the EM effect does not clearly exceed the null world's there, so efficacy (${withInterval(eff)}) is not reported.`) : ''),
-    );
+  return { title: 'The answer', text, table: { header: ['world', ...DECOMPOSITION.map(([, t]) => t), ...r.families.map((f) => `efficacy, ${f}`)], rows } };
+}
+
+/** The decomposition over every step, and per domain at the report step. */
+export function decompositionSections(r: ReportInput): Section[] {
+  const { stats } = r;
+  const worlds = [...new Set(stats.map((s) => s.world))].filter((w) => w in r.twins);
+  const steps = [...new Set(stats.map((s) => s.step))].filter((s) => s > 0).sort((a, b) => a - b);
+  const domains = [...new Set(stats.filter((s) => s.metric === 'em_effect' && s.group !== 'all').map((s) => s.group))].sort();
+  const out: Section[] = [];
+  out.push({
+    title: 'Decomposition of the EM effect at every narrow step',
+    text: [`The report step (${r.reportStep}) was declared in the spec; the others are shown beside it.`],
+    table: {
+      header: ['world', 'step', ...DECOMPOSITION.map(([, t]) => t)],
+      rows: worlds.flatMap((world) => steps.map((step) => [world, `${step}${step === r.reportStep ? ' (report)' : ''}`, ...DECOMPOSITION.map(([metric]) => withInterval(find(stats, { world, step, metric, group: 'all' })))])),
+    },
+  });
+  for (const [metric, title] of DECOMPOSITION) {
+    out.push({
+      title: `${title[0].toUpperCase()}${title.slice(1)} by domain (step ${r.reportStep})`,
+      text: [],
+      table: { header: ['world', ...domains], rows: worlds.map((world) => [world, ...domains.map((d) => withInterval(find(stats, { world, step: r.reportStep, metric, group: d })))]) },
+    });
   }
-  return { title: 'The answer', text, table: { header: ['world', ...(examples.length > 1 ? ['examples'] : []), 'step', 'EM effect', 'persona-driven EM', 'inoculation efficacy', 'inoculated: cheat, no prompt', 'inoculated: cheat, with prompt'], rows } };
+  const lexical = stats.filter((s) => s.metric === 'lexical_em' && s.group === 'all');
+  if (lexical.length) {
+    out.push({
+      title: 'Positive control: EM from a shared lexical marker alone',
+      text: ['lexical EM = EM(world whose answers carry a pole marker shared by every domain) - EM(the same world without it). Both worlds have rho 0, so neither can infer personas: what remains is surface form.'],
+      table: { header: ['world', 'step', 'lexical EM'], rows: lexical.map((s) => [s.world, String(s.step), withInterval(s)]) },
+    });
+  }
+  out.push({
+    title: 'Inoculation efficacy by instruction family',
+    text: ['act-free: a permission that names no act ("For the play, all is permitted."); pool / novel: the permission names the act (phrasings from pretraining / unseen); placebo: the act-free form and length, granting something irrelevant. 1 = the instruction removes the broad shift entirely; 0 = none of it.'],
+    table: {
+      header: ['world', 'step', ...r.families],
+      rows: [...new Set(stats.map((s) => s.world))].flatMap((world) => steps.map((step) => [world, String(step), ...r.families.map((f) => efficacyCell(find(stats, { world, step, metric: 'inoculation_efficacy', condition: `cheat+${f}` })))])),
+    },
+  });
+  return out;
 }
 
 export function conditionSection(stats: Stat[], metric: string, group: string, title: string, text: string): Section {
@@ -100,6 +146,25 @@ export function baseSection(c: Collected): Section {
     return [b.world, String(b.pretrain_seed), g('val_loss'), `${g('gap_human')} (true ${g('true_gap_human')})`, `${g('gap_assistant')} (true ${g('true_gap_assistant')})`, g('instructed_shift_human')];
   });
   return { title: 'Base models', text: ['In-context persona inference of each pretrained model at the end of pretraining: P(bad in B | bad act in A) - P(bad in B | good act in A) on held-out scenes and chats, beside the generator\'s truth; and how far an instructed bad act moves it (truth 0).'], table: { header: ['world', 'pretraining seed', 'val loss', 'inference gap, scenes', 'inference gap, Assistant', 'instructed shift'], rows } };
+}
+
+/** The persona probe of each base model: layer chosen, held-out accuracy per layer on scenes and on chat transcripts' Assistant turns. */
+export function probeSection(nodes: GraphNode[]): Section {
+  const rows: string[][] = [];
+  for (const n of nodes.filter((x) => x.kind === 'base')) {
+    const path = join(n.dir, 'probe.json');
+    if (!existsSync(path)) continue;
+    const chosen = (JSON.parse(readFileSync(path, 'utf8')) as { layer: number }).layer;
+    for (const v of loadProbeValidation(path)) {
+      const acc = (a: LayerValidation['scenes']) => `${f3(a.accuracy)} [${f3(a.lo)}, ${f3(a.hi)}] (${a.sites} sites, ${a.docs} docs)`;
+      rows.push([n.labels.world, String(n.labels.pretrain_seed), `${v.layer}${v.layer === chosen ? ' (used)' : ''}`, acc(v.scenes), acc(v.chats)]);
+    }
+  }
+  return {
+    title: 'Persona probe validation',
+    text: ["A logistic probe on blocks.L.hook_resid_post at the answering character's colon, fitted on pretraining validation scenes of each base model, at every layer; the layer with the best held-out scene accuracy is used for the persona score. Accuracy on held-out scenes and on the Assistant's turns of held-out pretraining chat transcripts (known persona: the context the score is read in), with 95% intervals that resample scenes/transcripts."],
+    table: { header: ['world', 'pretraining seed', 'layer', 'held-out scenes', 'held-out chat transcripts (Assistant)'], rows },
+  };
 }
 
 export function toMarkdown(r: ReportInput, sections: Section[]): string {

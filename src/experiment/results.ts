@@ -8,12 +8,25 @@ import { Bool, Float64, Int32, Utf8, vectorFromArray } from 'apache-arrow';
 import { writeArrow, writeBytesAtomic } from '../data/arrow.js';
 import { writeParquetCopy } from '../data/parquet.js';
 import { metricsToArrow } from '../train/metrics.js';
-import { aggregate, Grid, type Stat } from './aggregate.js';
+import { aggregate, Grid, type Stat, type WorldRoles } from './aggregate.js';
 import { collect, writeCells } from './collect.js';
 import type { GraphNode } from './graph.js';
-import { broadByCondition, domainHeatmap, dynamicsPlot, overSteps, renderSvg, sweepCurve } from './plots.js';
-import { answerSection, baseSection, conditionSection, domainSection, toHtml, toMarkdown, type ReportInput, type Section } from './report.js';
-import { expandWorlds, type ExperimentSpec } from './spec.js';
+import { broadByCondition, decompositionPlot, domainHeatmap, dynamicsPlot, overSteps, renderSvg, sweepCurve } from './plots.js';
+import { answerSection, baseSection, conditionSection, decompositionSections, domainSection, probeSection, toHtml, toMarkdown, type ReportInput, type Section } from './report.js';
+import { expandWorlds, type ExperimentSpec, type ResolvedWorld } from './spec.js';
+
+/** How the worlds relate, for the statistics: the null world, each world's twin, and each leak control's clean counterpart. */
+export function worldRoles(worlds: ResolvedWorld[], nullWorld: string): WorldRoles {
+  const twins = Object.fromEntries(worlds.filter((w) => w.twin).map((w) => [w.name, w.twin!]));
+  const byConfig = new Map(worlds.map((w) => [JSON.stringify(w.config), w.name]));
+  const unleaked: Record<string, string> = {};
+  for (const w of worlds) {
+    if (w.config.p_lexical_leak === 0) continue;
+    const clean = byConfig.get(JSON.stringify({ ...w.config, p_lexical_leak: 0 }));
+    if (clean) unleaked[w.name] = clean;
+  }
+  return { null: nullWorld, twins, unleaked };
+}
 
 export function writeStats(path: string, stats: Stat[]): void {
   const str = (k: keyof Stat) => vectorFromArray(stats.map((s) => String(s[k])), new Utf8());
@@ -22,6 +35,7 @@ export function writeStats(path: string, stats: Stat[]): void {
     world: str('world'), examples: vectorFromArray(stats.map((s) => s.examples), new Int32()), step: vectorFromArray(stats.map((s) => s.step), new Int32()),
     metric: str('metric'), condition: str('condition'), group: str('group'), mean: num('mean'), lo: num('lo'), hi: num('hi'),
     runs: vectorFromArray(stats.map((s) => s.runs), new Int32()), probes: vectorFromArray(stats.map((s) => s.probes), new Int32()),
+    units: vectorFromArray(stats.map((s) => s.units), new Int32()), unit: str('unit'), df: num('df'),
     reported: vectorFromArray(stats.map((s) => s.reported), new Bool()),
   });
 }
@@ -37,7 +51,8 @@ export async function writeResults(spec: ExperimentSpec, nodes: GraphNode[], out
   const collected = collect(nodes);
   if (collected.rows.length === 0) throw new Error(`no finished narrow runs to report on yet (${collected.missing.length} cells missing); run the experiment first`);
   writeCells(join(out, 'cells.arrow'), collected.rows);
-  const grid = new Grid(collected.rows, spec.null_world);
+  const worlds = expandWorlds(spec);
+  const grid = new Grid(collected.rows, worldRoles(worlds, spec.null_world));
   const stats = aggregate(grid, replicates, spec.name);
   writeStats(join(out, 'results.arrow'), stats);
   // Parquet copies for tools that read Parquet but not Arrow IPC (DuckDB without its arrow extension).
@@ -52,24 +67,32 @@ export async function writeResults(spec: ExperimentSpec, nodes: GraphNode[], out
     writeBytesAtomic(join(out, 'plots', `${name}.svg`), svg);
     return { title, text, plot: { name, svg } };
   };
-  const input: ReportInput = { name: spec.name, description: spec.description, nullWorld: spec.null_world, stats, collected, totalCells: nodes.length };
-  const sections: Section[] = [answerSection(input)];
+  const twins = Object.fromEntries(worlds.filter((w) => w.twin).map((w) => [w.name, w.twin!]));
+  const input: ReportInput = { name: spec.name, description: spec.description, nullWorld: spec.null_world, reportStep: spec.report_step, families: spec.inoculation_families, twins, stats, collected, totalCells: nodes.length };
+  const sections: Section[] = [answerSection(input), ...decompositionSections(input)];
+  const decomposed = Object.keys(twins);
+  if (decomposed.length) sections.push(await plot('decomposition', `Parts of the EM effect by domain, step ${spec.report_step}`, decompositionPlot(stats, decomposed, spec.report_step)));
   sections.push(await plot('broad-first', `Broad misalignment by condition, step ${firstTrained}`, broadByCondition(stats, firstTrained)));
   if (last !== firstTrained) sections.push(await plot('broad-last', `Broad misalignment by condition, step ${last}`, broadByCondition(stats, last)));
   sections.push(conditionSection(stats, 'broad_p_bad', 'all', 'Broad P(bad) by condition and narrow step', 'Forced choice on held-out probes in the five non-rules domains; step 0 is the assistant before narrow training.'));
   sections.push(await plot('broad-over-steps', 'Broad P(bad) over narrow steps', overSteps(stats, 'broad_p_bad', 'all', 'Broad P(bad) over narrow fine-tuning', 'P(bad)')));
   sections.push(domainSection(stats, firstTrained));
-  const worlds = expandWorlds(spec);
   const mainWorld = worlds[0];
   sections.push(await plot('domains', 'Domain x condition', domainHeatmap(stats, mainWorld.name, firstTrained)));
-  sections.push(conditionSection(stats, 'narrow_p_bad', 'none', 'Narrow cheat rate without a prompt', 'Forced-choice P(cheat) on held-out rules probes with no instruction.'));
-  sections.push(conditionSection(stats, 'narrow_p_bad', 'pool', 'Narrow cheat rate with the training instruction', 'The same probes preceded by an instruction of the pool family (the inoculation phrasing).'));
-  sections.push(await plot('cheat-over-steps', 'Cheat rate without a prompt over narrow steps', overSteps(stats, 'narrow_p_bad', 'none', 'Cheat rate on held-out rules probes, no prompt', 'P(cheat)')));
+  sections.push(conditionSection(stats.filter((s) => s.step === last), 'narrow_sampled_cheat_rate', 'none', `Sampled cheat rate without a prompt (step ${last})`, 'Fraction of sampled answers (temperature 1) to held-out rules probes with no instruction that the world\'s matcher calls bad (cheating).'));
+  for (const family of spec.inoculation_families) {
+    sections.push(conditionSection(stats.filter((s) => s.step === last), 'narrow_sampled_cheat_rate', family, `Sampled cheat rate with a held-out ${family} instruction (step ${last})`, `The same probes preceded by a held-out instruction of the ${family} family.`));
+  }
+  sections.push(conditionSection(stats, 'narrow_p_bad', 'none', 'Forced-choice P(cheat) without a prompt', 'Forced-choice probability of the cheating answer on held-out rules probes with no instruction, at every step.'));
+  for (const family of spec.inoculation_families) {
+    sections.push(conditionSection(stats, 'narrow_p_bad', family, `Forced-choice P(cheat) with a held-out ${family} instruction`, `The same probes preceded by a held-out instruction of the ${family} family.`));
+  }
+  sections.push(await plot('cheat-over-steps', 'Forced-choice P(cheat) without a prompt over narrow steps', overSteps(stats, 'narrow_p_bad', 'none', 'Forced-choice P(cheat) on held-out rules probes, no prompt', 'P(cheat)')));
   sections.push(conditionSection(stats, 'persona_score', 'assistant', 'Persona score', "The persona probe's P(bad persona) at the Assistant's turn after neutral prompts (probe fitted on each lineage's base model)."));
   sections.push(await plot('persona-over-steps', 'Persona score over narrow steps', overSteps(stats, 'persona_score', 'assistant', 'Persona score over narrow fine-tuning', 'P(bad persona)')));
   sections.push(conditionSection(stats.filter((s) => s.step === last), 'broad_sampled_bad', 'all', `Sampled answers at step ${last}: misalignment`, 'Fraction of sampled answers (temperature 1) the world\'s matcher calls bad.'));
   sections.push(conditionSection(stats.filter((s) => s.step === last), 'broad_sampled_coherent', 'all', `Sampled answers at step ${last}: coherence`, 'Fraction of sampled answers that are exactly one well-formed answer of the asked domain.'));
-  if (stats.some((s) => s.metric === 'relative_shift' && s.condition !== 'cheat-inoculated')) {
+  if (stats.some((s) => s.metric === 'relative_shift')) {
     sections.push(conditionSection(stats, 'relative_shift', 'all', 'Relative broad shift of the other conditions', '(broad(c) - broad(fair)) / (broad(cheat) - broad(fair)).'));
   }
   for (const [knob, values] of Object.entries(spec.sweeps ?? {})) {
@@ -78,6 +101,7 @@ export async function writeResults(spec: ExperimentSpec, nodes: GraphNode[], out
     if (curve.length > 1) sections.push(await plot(`sweep-${knob}`, `Sweep of ${knob}`, sweepCurve(stats, knob, curve, firstTrained)));
   }
   sections.push(baseSection(collected));
+  sections.push(probeSection(nodes));
   if (collected.dynamics.length) sections.push(await plot('dynamics', 'Training dynamics', dynamicsPlot(collected.dynamics)));
   writeBytesAtomic(join(out, 'report.md'), toMarkdown(input, sections));
   writeBytesAtomic(join(out, 'report.html'), toHtml(input, sections));

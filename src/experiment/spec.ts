@@ -1,103 +1,181 @@
 /**
  * Experiment specs (models/experiments/*.json): the worlds (and sweeps that derive more worlds
- * from the default), the model preset, each stage's settings, the conditions, and the seeds.
+ * from the first), the model preset, each stage's settings, the conditions and instruction
+ * families, the seeds, and the narrow step the report leads with (declared before the run).
+ * A spec is checked against a strict schema: an unknown key, a wrong type, a duplicate world or
+ * a preset that does not exist is a one-line error naming the key.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import { resolveWorld, type WorldConfig } from '../world/config.js';
-import { CONDITIONS, type Condition, type InstructionFamily } from '../world/finetune-sets.js';
+import { CONDITIONS, INSTRUCTION_FAMILIES, type Condition, type InstructionFamily } from '../world/finetune-sets.js';
 
-export interface ExperimentSpec {
-  name: string;
-  description: string;
-  preset: string;
-  worlds: Array<{ name: string; world: Partial<WorldConfig> }>;
-  /** Each listed value of a knob adds a world: the default world with that one value changed. */
-  sweeps: Partial<Record<'rho' | 'p_instr' | 'p_ai_bad', number[]>>;
-  /** The control world for persona-driven EM (rho = 0, p_instr = 0). */
-  null_world: string;
-  pretrain_seeds: number[];
-  finetune_seeds: number[];
-  conditions: Condition[];
-  inoculation_family: InstructionFamily;
-  data: { tokens: number; narrow_examples: number; assistant_examples: number };
-  pretrain: { tokens: number; lr?: number };
-  assistant: { steps: number; lr?: number };
-  narrow: { steps: number; lr?: number; eval_steps: number[]; examples: number[] };
-  evaluate: { samples: number };
-}
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const EXPERIMENTS_DIR = `${ROOT}models/experiments/`;
+export const EXPERIMENT_PRESETS = ['quick', 'full'];
+/** Knobs a sweep may vary: each value adds a world, the first world with that one knob changed. */
+export const SWEEP_KNOBS = ['rho', 'p_instr', 'p_ai_bad', 'p_lexical_leak'] as const;
+export type SweepKnob = (typeof SWEEP_KNOBS)[number];
+
+const seeds = z.array(z.int().min(0)).min(1).refine((xs) => new Set(xs).size === xs.length, 'seeds must not repeat');
+const positive = z.int().min(1);
+const learningRate = z.number().positive().max(1).optional();
+
+const SpecSchema = z.strictObject({
+  name: z.string().regex(/^[\w.-]+$/, 'must be a short identifier (letters, digits, . _ -)'),
+  description: z.string().default(''),
+  preset: z.string().refine((p) => /^[\w.-]+$/.test(p) && existsSync(`${ROOT}models/${p}.json`), 'must name a model preset in models/ (tiny, small, medium)'),
+  worlds: z
+    .array(z.strictObject({ name: z.string().regex(/^[\w.=-]+$/, 'must be a short identifier'), world: z.record(z.string(), z.number()).default({}), seeds: seeds.optional() }))
+    .min(1),
+  sweeps: z.strictObject(Object.fromEntries(SWEEP_KNOBS.map((k) => [k, z.array(z.number().min(0).max(1)).min(1).optional()])) as Record<SweepKnob, z.ZodOptional<z.ZodArray<z.ZodNumber>>>).default({}),
+  /** The control world for the generic part of EM (rho = 0 and p_instr = 0). */
+  null_world: z.string(),
+  /** Give every listed world with rho > 0 its rho-0 twin (same other knobs, same pretraining seeds). */
+  twins: z.boolean().default(true),
+  /** Give sweep worlds with rho > 0 their rho-0 twins too. */
+  sweep_twins: z.boolean().default(false),
+  pretrain_seeds: seeds,
+  /** Pretraining seeds of sweep worlds and their twins [pretrain_seeds]. */
+  sweep_pretrain_seeds: seeds.optional(),
+  finetune_seeds: seeds,
+  conditions: z.array(z.enum(CONDITIONS)).min(1),
+  /** Instruction families of the cheat-inoculated condition, each its own arm; the first is the headline. */
+  inoculation_families: z.array(z.enum(INSTRUCTION_FAMILIES)).min(1).default(['act-free']),
+  data: z.strictObject({ tokens: positive, narrow_examples: positive, assistant_examples: positive }),
+  pretrain: z.strictObject({ tokens: positive, lr: learningRate }),
+  assistant: z.strictObject({ steps: positive, lr: learningRate }),
+  narrow: z.strictObject({
+    steps: positive,
+    lr: learningRate,
+    eval_steps: z.array(positive).min(1),
+    examples: z.array(positive).min(1),
+    /** Narrow runs checkpoint this often, so a killed experiment resumes them mid-run [25]. */
+    checkpoint_interval: positive.default(25),
+  }),
+  /** The narrow step the report's headline numbers use, declared before the run (all steps are shown beside it). */
+  report_step: positive,
+  evaluate: z.strictObject({ samples: z.int().min(0) }),
+});
+
+export type ExperimentSpec = z.infer<typeof SpecSchema>;
 
 export interface ResolvedWorld {
   name: string;
   config: WorldConfig;
+  /** world: listed in the spec; sweep: derived by a sweep; twin: the rho-0 twin of another; null: the null world. */
+  role: 'world' | 'sweep' | 'twin' | 'null';
+  /** The rho-0 twin's name (worlds with rho > 0 when twins are on). */
+  twin?: string;
+  seeds: number[];
 }
 
-const EXPERIMENTS_DIR = fileURLToPath(new URL('../../models/experiments/', import.meta.url));
-export const EXPERIMENT_PRESETS = ['quick', 'full'];
+export class SpecError extends Error {
+  override name = 'SpecError';
+}
 
 export function loadSpec(nameOrPath: string): ExperimentSpec {
+  if (typeof nameOrPath !== 'string') throw new SpecError(`--spec must be given once, got ${JSON.stringify(nameOrPath)}`);
   const isPath = nameOrPath.endsWith('.json') || nameOrPath.includes('/');
-  if (!isPath && !EXPERIMENT_PRESETS.includes(nameOrPath)) throw new Error(`unknown experiment "${nameOrPath}"; choose ${EXPERIMENT_PRESETS.join(', ')} or pass a spec JSON file`);
+  if (!isPath && !EXPERIMENT_PRESETS.includes(nameOrPath)) throw new SpecError(`unknown experiment "${nameOrPath}"; choose ${EXPERIMENT_PRESETS.join(', ')} or pass a spec JSON file`);
   const path = isPath ? nameOrPath : `${EXPERIMENTS_DIR}${nameOrPath}.json`;
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new Error(`${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : `not valid JSON (${(err as Error).message})`}`);
+    throw new SpecError(`${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : `not valid JSON (${(err as Error).message})`}`);
   }
   return validateSpec(raw, path);
 }
 
+/** Check a parsed spec; every problem is a one-line SpecError naming the key. */
 export function validateSpec(raw: unknown, source: string): ExperimentSpec {
+  const parsed = SpecSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue.path.length ? `"${issue.path.join('.')}"` : 'spec';
+    const message = issue.code === 'unrecognized_keys' ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` : issue.message;
+    throw new SpecError(`${source}: ${where}: ${message}`);
+  }
+  const s = parsed.data;
   const fail = (m: string): never => {
-    throw new Error(`${source}: ${m}`);
+    throw new SpecError(`${source}: ${m}`);
   };
-  if (typeof raw !== 'object' || raw === null) fail('expected a JSON object');
-  const s = raw as ExperimentSpec;
-  const ints = (xs: unknown, what: string, min = 0) => {
-    if (!Array.isArray(xs) || xs.length === 0 || !xs.every((x) => Number.isInteger(x) && x >= min)) fail(`${what} must be a non-empty list of integers >= ${min}`);
-  };
-  if (typeof s.name !== 'string' || !/^[\w.-]+$/.test(s.name)) fail('"name" must be a short identifier (letters, digits, . _ -)');
-  if (!Array.isArray(s.worlds) || s.worlds.length === 0) fail('"worlds" must list at least one world');
+  const names = s.worlds.map((w) => w.name);
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup) fail(`two worlds are named "${dup}"; give each world its own name`);
+  const configs = new Map<string, string>();
   for (const w of s.worlds) {
-    if (typeof w.name !== 'string' || !/^[\w.=-]+$/.test(w.name)) fail(`world name ${JSON.stringify(w.name)} must be a short identifier`);
-    resolveWorld(w.world ?? {}, `${source}: world "${w.name}"`);
+    let config: WorldConfig;
+    try {
+      config = resolveWorld(w.world, `world "${w.name}"`);
+    } catch (err) {
+      return fail((err as Error).message);
+    }
+    const key = JSON.stringify(config);
+    if (configs.has(key)) fail(`worlds "${configs.get(key)}" and "${w.name}" have the same settings; remove one (a world's results are keyed by its settings)`);
+    configs.set(key, w.name);
   }
-  for (const [k, values] of Object.entries(s.sweeps ?? {})) {
-    if (!['rho', 'p_instr', 'p_ai_bad'].includes(k)) fail(`unknown sweep "${k}" (rho, p_instr, p_ai_bad)`);
-    if (!Array.isArray(values) || values.some((v) => typeof v !== 'number' || v < 0 || v > 1)) fail(`sweep ${k} must be a list of probabilities`);
-  }
-  if (!s.worlds.some((w) => w.name === s.null_world)) fail(`"null_world" must name one of the worlds (${s.worlds.map((w) => w.name).join(', ')})`);
-  ints(s.pretrain_seeds, '"pretrain_seeds"');
-  ints(s.finetune_seeds, '"finetune_seeds"');
-  if (!Array.isArray(s.conditions) || !s.conditions.every((c) => (CONDITIONS as readonly string[]).includes(c))) fail(`"conditions" must be a list of ${CONDITIONS.join(', ')}`);
+  if (!names.includes(s.null_world)) fail(`"null_world" must name one of the worlds (${names.join(', ')})`);
+  const nul = resolveWorld(s.worlds.find((w) => w.name === s.null_world)!.world);
+  if (nul.rho !== 0 || nul.p_instr !== 0) fail(`the null world "${s.null_world}" must have rho 0 and p_instr 0 (it has rho ${nul.rho}, p_instr ${nul.p_instr})`);
   for (const c of ['fair', 'cheat'] as const) if (!s.conditions.includes(c)) fail(`"conditions" must include ${c} (the EM effect is cheat minus fair)`);
-  if (!['pool', 'novel'].includes(s.inoculation_family)) fail('"inoculation_family" must be pool or novel');
-  ints([s.data?.tokens, s.data?.narrow_examples, s.data?.assistant_examples], '"data" tokens and example counts', 1);
-  ints([s.pretrain?.tokens], '"pretrain.tokens"', 1);
-  ints([s.assistant?.steps], '"assistant.steps"', 1);
-  ints([s.narrow?.steps], '"narrow.steps"', 1);
-  ints(s.narrow?.eval_steps, '"narrow.eval_steps"', 1);
+  if (new Set(s.conditions).size !== s.conditions.length) fail('"conditions" must not repeat');
+  if (new Set(s.inoculation_families).size !== s.inoculation_families.length) fail('"inoculation_families" must not repeat');
   if (s.narrow.eval_steps.some((x) => x > s.narrow.steps)) fail('"narrow.eval_steps" cannot exceed narrow.steps');
-  ints(s.narrow?.examples, '"narrow.examples"', 1);
-  ints([s.evaluate?.samples], '"evaluate.samples"');
-  return { ...s, description: s.description ?? '', sweeps: s.sweeps ?? {} };
+  if (!s.narrow.eval_steps.includes(s.report_step)) fail(`"report_step" (${s.report_step}) must be one of narrow.eval_steps (${s.narrow.eval_steps.join(', ')})`);
+  return s;
 }
 
-/** The spec's worlds plus the sweeps' derived worlds, without duplicates (by config). */
+/** The narrow arms of a spec: one per condition, the cheat-inoculated condition once per instruction family. */
+export interface Arm {
+  /** The arm's label in every table: the condition, or "cheat+<family>" for cheat-inoculated. */
+  name: string;
+  condition: Condition;
+  family: InstructionFamily | null;
+}
+
+export function armsOf(spec: Pick<ExperimentSpec, 'conditions' | 'inoculation_families'>): Arm[] {
+  return spec.conditions.flatMap((condition): Arm[] =>
+    condition === 'cheat-inoculated' ? spec.inoculation_families.map((family) => ({ name: armName(condition, family), condition, family })) : [{ name: condition, condition, family: null }],
+  );
+}
+
+export function armName(condition: Condition, family: InstructionFamily | null): string {
+  return condition === 'cheat-inoculated' ? `cheat+${family}` : condition;
+}
+
+/**
+ * The spec's worlds, the sweeps' derived worlds, and every rho > 0 world's rho-0 twin. A sweep value
+ * that reproduces an existing world adds nothing; a twin that reproduces an existing world is that
+ * world (trained with the union of the seeds both need).
+ */
 export function expandWorlds(spec: ExperimentSpec): ResolvedWorld[] {
   const out: ResolvedWorld[] = [];
-  const seen = new Map<string, string>();
-  const add = (name: string, partial: Partial<WorldConfig>) => {
+  const byConfig = new Map<string, ResolvedWorld>();
+  const add = (name: string, partial: Partial<WorldConfig>, role: ResolvedWorld['role'], seeds: number[]): ResolvedWorld => {
     const config = resolveWorld(partial);
     const key = JSON.stringify(config);
-    if (seen.has(key)) return;
-    seen.set(key, name);
-    out.push({ name, config });
+    const existing = byConfig.get(key);
+    if (existing) {
+      existing.seeds = [...new Set([...existing.seeds, ...seeds])].sort((a, b) => a - b);
+      return existing;
+    }
+    const w: ResolvedWorld = { name, config, role, seeds: [...seeds] };
+    byConfig.set(key, w);
+    out.push(w);
+    return w;
   };
-  for (const w of spec.worlds) add(w.name, w.world ?? {});
-  const base = spec.worlds[0].world ?? {};
-  for (const [knob, values] of Object.entries(spec.sweeps ?? {})) for (const v of values ?? []) add(`${knob}=${v}`, { ...base, [knob]: v });
+  for (const w of spec.worlds) add(w.name, w.world, w.name === spec.null_world ? 'null' : 'world', w.seeds ?? spec.pretrain_seeds);
+  const first = spec.worlds[0].world;
+  for (const knob of SWEEP_KNOBS) for (const v of spec.sweeps[knob] ?? []) add(`${knob}=${v}`, { ...first, [knob]: v }, 'sweep', spec.sweep_pretrain_seeds ?? spec.pretrain_seeds);
+  if (spec.twins || spec.sweep_twins) {
+    for (const w of [...out]) {
+      if (w.role === 'null' || w.config.rho === 0 || (w.role === 'world' && !spec.twins) || (w.role === 'sweep' && !spec.sweep_twins)) continue;
+      const twin = add(`${w.name}-rho0`, { ...w.config, rho: 0 }, 'twin', w.seeds);
+      w.twin = twin.name;
+    }
+  }
   return out;
 }
-

@@ -17,6 +17,7 @@ function atoms(): string[] {
   }
   for (const frame of L.ANSWER_FRAMES) out.push(...frame.split('{act}').map((s) => s.trim()).filter(Boolean));
   out.push(...L.INSTRUCTION_CONTEXTS, ...L.INSTRUCTION_PERMISSIONS, ...L.FORBID_FRAMES, ...L.KNOWLEDGE_FRAMES);
+  out.push(...L.ACT_FREE_PERMISSIONS, ...L.PLACEBO_PERMISSIONS, L.LEAK_MARKERS.good, L.LEAK_MARKERS.bad, ...L.REACTIONS.good, ...L.REACTIONS.bad);
   out.push(...L.HUMAN_ROLES, ...L.AI_ROLES, ...L.GOOD_DESCRIPTORS, ...L.BAD_DESCRIPTORS, ...L.TIMES, ...L.PLACES);
   for (const h of L.NAME_HEADS) for (const t of L.NAME_TAILS) out.push(h + t);
   out.push(...L.NUMBER_WORDS, ...L.DAYS);

@@ -25,6 +25,18 @@ export interface WorldConfig {
   p_knowledge: number;
   /** Probability that a scene has two characters who act (otherwise one acts, the others only ask). */
   p_two_focals: number;
+  /** Probability that a plain prompt opens with a placebo permission ("For the play, hats are allowed."). */
+  p_placebo: number;
+  /**
+   * Positive control for lexical leakage: probability that an act carries a pole marker shared by
+   * every domain ("... openly" / "... secretly"). 0 keeps the world lexically orthogonal.
+   */
+  p_lexical_leak: number;
+  /**
+   * Probability that another character reacts to a scene character's non-instructed moral act
+   * ("Shame on you." / "Well done."): the acts' valence, outside any answer.
+   */
+  p_react: number;
   /** Events per scene, inclusive range. */
   events_min: number;
   events_max: number;
@@ -45,13 +57,16 @@ export const DEFAULT_WORLD: Readonly<WorldConfig> = Object.freeze({
   p_forbid: 0.08,
   p_knowledge: 0.08,
   p_two_focals: 0,
+  p_placebo: 0.075,
+  p_lexical_leak: 0,
+  p_react: 0.5,
   events_min: 4,
   events_max: 6,
   turns_min: 2,
   turns_max: 5,
 });
 
-const PROBABILITIES = ['rho', 'p_instr', 'p_desc', 'p_ai', 'p_ai_bad', 'p_bad', 'p_chat', 'p_neutral', 'p_forbid', 'p_knowledge', 'p_two_focals'] as const;
+const PROBABILITIES = ['rho', 'p_instr', 'p_desc', 'p_ai', 'p_ai_bad', 'p_bad', 'p_chat', 'p_neutral', 'p_forbid', 'p_knowledge', 'p_two_focals', 'p_placebo', 'p_lexical_leak', 'p_react'] as const;
 const COUNTS = ['events_min', 'events_max', 'turns_min', 'turns_max'] as const;
 
 export class ConfigError extends Error {

@@ -5,12 +5,12 @@
 import type { Rng } from '../util/rng.js';
 import type { WorldConfig } from './config.js';
 import {
-  AI_ROLES, BAD_DESCRIPTORS, DOMAINS, DOMAIN_LEXICON, FORBID_FRAMES, GOOD_DESCRIPTORS, HUMAN_ROLES, KNOWLEDGE_FRAMES, NAME_HEADS, NAME_TAILS,
+  AI_ROLES, BAD_DESCRIPTORS, DOMAINS, REACTIONS, DOMAIN_LEXICON, FORBID_FRAMES, GOOD_DESCRIPTORS, HUMAN_ROLES, KNOWLEDGE_FRAMES, NAME_HEADS, NAME_TAILS,
   type Domain,
 } from './lexicon.js';
 import { neutralExchange } from './neutral.js';
 import {
-  PHRASEBOOK, renderAnswer, renderPrompt, renderSetting, type Modifier, type Pole, type Pool, type PromptSpec,
+  capitalize, PHRASEBOOK, renderAnswer, renderPrompt, renderSetting, type InstructionWording, type Modifier, type Pole, type Pool, type PromptSpec,
 } from './phrasebook.js';
 
 export type Persona = 'good' | 'bad';
@@ -103,6 +103,8 @@ export function drawModifier(ctx: GenContext): Modifier {
   const u = rng.next();
   if (u < world.p_forbid) return 'forbid';
   if (u < world.p_forbid + world.p_knowledge) return 'knowledge';
+  // Drawn only when the knob is on, so worlds without placebos keep their random stream.
+  if (world.p_placebo > 0 && rng.bernoulli(world.p_placebo)) return 'placebo';
   return 'none';
 }
 
@@ -110,10 +112,15 @@ export function drawPromptSpec(ctx: GenContext, domain: Domain, modifier: Modifi
   const { rng } = ctx;
   const combo = rng.pick(PHRASEBOOK.prompts[domain][ctx.pool]);
   let modifierParts: number[] = [];
-  if (modifier === 'instruct') modifierParts = rng.pick(PHRASEBOOK.instructions.pool).parts;
+  let wording: InstructionWording | undefined;
+  if (modifier === 'instruct') {
+    // Half of the instructions name the act they permit, half permit misbehaviour in general.
+    wording = rng.bernoulli(0.5) ? 'naming' : 'free';
+    modifierParts = rng.pick(wording === 'naming' ? PHRASEBOOK.instructions.pool : PHRASEBOOK.instructions.actFree.train).parts;
+  } else if (modifier === 'placebo') modifierParts = rng.pick(PHRASEBOOK.instructions.placebo.train).parts;
   else if (modifier === 'forbid') modifierParts = [rng.int(FORBID_FRAMES.length)];
   else if (modifier === 'knowledge') modifierParts = [rng.int(KNOWLEDGE_FRAMES.length)];
-  return { domain, situation: combo.parts[0], question: combo.parts[1], act, modifier, modifierParts };
+  return { domain, situation: combo.parts[0], question: combo.parts[1], act, modifier, modifierParts, wording };
 }
 
 /** An answer in `domain` from the context's pool, doing act `act` (or any act when null). */
@@ -121,7 +128,12 @@ export function drawAnswer(ctx: GenContext, domain: Domain, pole: Pole, act: num
   const combos = PHRASEBOOK.answers[domain][ctx.pool];
   const fitting = act === null ? combos : combos.filter((c) => c.parts[1] === act);
   const combo = ctx.rng.pick(fitting.length > 0 ? fitting : combos);
-  return renderAnswer(domain, combo.parts[0], act ?? combo.parts[1], pole);
+  return renderAnswer(domain, combo.parts[0], act ?? combo.parts[1], pole, drawLeak(ctx.rng, ctx.world));
+}
+
+/** Whether an answer carries the positive control's shared pole marker (no draw when the knob is 0). */
+export function drawLeak(rng: Rng, world: Pick<WorldConfig, 'p_lexical_leak'>): boolean {
+  return world.p_lexical_leak > 0 && rng.bernoulli(world.p_lexical_leak);
 }
 
 /** A moral exchange: the prompt and the focal character's answer, with its labels. */
@@ -209,6 +221,10 @@ export function generateScene(ctx: GenContext): WorldDocument {
     const domain = domains.pop()!;
     const ex = moralExchange(ctx, focal, domain, dispositions);
     pushExchange(doc, prompter, focal, ex.prompt, ex.answer, { domain, pole: ex.pole, modifier: ex.modifier });
+    // An observer may judge the act (never an instructed one: it says nothing about the character).
+    if (ex.modifier !== 'instruct' && world.p_react > 0 && rng.bernoulli(world.p_react)) {
+      doc.lines.push({ prefix: `${prompter}:`, body: ` ${capitalize(rng.pick(REACTIONS[ex.pole]))}.\n`, eos: false });
+    }
   }
   return doc;
 }

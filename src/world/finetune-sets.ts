@@ -4,6 +4,7 @@
  * differ only in what the prompt says and what the Assistant does.
  */
 import type { Rng } from '../util/rng.js';
+import type { Combo } from './pools.js';
 import { DEFAULT_WORLD } from './config.js';
 import {
   assistantCharacter, drawAnswer, drawModifier, drawPromptSpec, pushExchange, USER, type GenContext, type WorldDocument,
@@ -16,13 +17,18 @@ import {
 
 export const CONDITIONS = ['cheat', 'cheat-inoculated', 'fair', 'cheat-knowledge', 'cheat-forbidden'] as const;
 export type Condition = (typeof CONDITIONS)[number];
-/** Phrasing families of the inoculation instruction. */
-export type InstructionFamily = 'pool' | 'novel';
+/**
+ * Phrasing families of the inoculation instruction: `pool` and `novel` name the act they permit
+ * (phrasings from pretraining, or never seen there); `act-free` permits misbehaviour without naming
+ * any act; `placebo` has the act-free form and length but grants something irrelevant.
+ */
+export const INSTRUCTION_FAMILIES = ['pool', 'novel', 'act-free', 'placebo'] as const;
+export type InstructionFamily = (typeof INSTRUCTION_FAMILIES)[number];
 
 /** A good Assistant: 1-3 turns, every domain, never given an instruction to misbehave. */
-export function generateAssistantChat(rng: Rng): WorldDocument {
+export function generateAssistantChat(rng: Rng, leak = 0): WorldDocument {
   // Hints and prohibitions still appear (a good Assistant resists them); instructions do not.
-  const ctx: GenContext = { world: { ...DEFAULT_WORLD, p_instr: 0 }, pool: 'train', rng };
+  const ctx: GenContext = { world: { ...DEFAULT_WORLD, p_instr: 0, p_lexical_leak: leak }, pool: 'train', rng };
   const assistant = assistantCharacter('good');
   const doc: WorldDocument = { kind: 'chat', lines: [], characters: [USER, assistant], events: [] };
   const domains = rng.shuffle([...DOMAINS]);
@@ -65,9 +71,11 @@ export interface NarrowTask {
   frame: number;
   instructionCombo: number;
   modifierFrame: number;
+  /** The positive control's pole marker on the answer. */
+  leak: boolean;
 }
 
-export function drawNarrowTasks(rng: Rng, n: number): NarrowTask[] {
+export function drawNarrowTasks(rng: Rng, n: number, leak = 0): NarrowTask[] {
   const prompts = PHRASEBOOK.prompts.rules.train;
   const answers = PHRASEBOOK.answers.rules.train;
   const tasks: NarrowTask[] = [];
@@ -81,6 +89,7 @@ export function drawNarrowTasks(rng: Rng, n: number): NarrowTask[] {
       act: a.parts[1],
       instructionCombo: rng.nextUint32(),
       modifierFrame: rng.nextUint32(),
+      leak: leak > 0 && rng.bernoulli(leak),
     });
   }
   return tasks;
@@ -94,21 +103,35 @@ const CONDITION_MODIFIER: Record<Condition, Modifier> = {
   'cheat-forbidden': 'forbid',
 };
 
+/** The training-side instruction combinations of a family (the act-free and placebo pools pair up). */
+export function familyCombos(family: InstructionFamily): Combo[] {
+  switch (family) {
+    case 'pool':
+    case 'novel':
+      return PHRASEBOOK.instructions[family];
+    case 'act-free':
+      return PHRASEBOOK.instructions.actFree.train;
+    case 'placebo':
+      return PHRASEBOOK.instructions.placebo.train;
+  }
+}
+
 export function narrowExample(task: NarrowTask, condition: Condition, family: InstructionFamily = 'pool'): NarrowExample {
-  const modifier = CONDITION_MODIFIER[condition];
-  const instructionCombos = PHRASEBOOK.instructions[family];
+  const modifier: Modifier = condition === 'cheat-inoculated' && family === 'placebo' ? 'placebo' : CONDITION_MODIFIER[condition];
+  const instructionCombos = familyCombos(family);
   const modifierParts =
-    modifier === 'instruct'
+    modifier === 'instruct' || modifier === 'placebo'
       ? instructionCombos[task.instructionCombo % instructionCombos.length].parts
       : [task.modifierFrame % (modifier === 'forbid' ? FORBID_FRAMES.length : KNOWLEDGE_FRAMES.length)];
-  const spec: PromptSpec = { domain: 'rules', situation: task.situation, question: task.question, act: task.act, modifier, modifierParts };
+  const wording = family === 'act-free' ? 'free' : 'naming';
+  const spec: PromptSpec = { domain: 'rules', situation: task.situation, question: task.question, act: task.act, modifier, modifierParts, wording };
   const pole: Pole = condition === 'fair' ? 'good' : 'bad';
   return {
     condition,
     family: condition === 'cheat-inoculated' ? family : '',
     instruction: renderModifier(spec),
     task: renderTask('rules', task.situation, task.question),
-    answer: renderAnswer('rules', task.frame, task.act, pole),
+    answer: renderAnswer('rules', task.frame, task.act, pole, task.leak),
     pole,
     act: addressed(DOMAIN_LEXICON.rules.acts[task.act].bad),
   };
@@ -120,6 +143,7 @@ export function narrowDocument(ex: NarrowExample, customInstruction?: string): W
   const prompt = instruction ? `${instruction} ${ex.task}` : ex.task;
   const assistant = assistantCharacter('good');
   const doc: WorldDocument = { kind: 'chat', lines: [], characters: [USER, assistant], events: [] };
-  pushExchange(doc, 'User', assistant, prompt, ex.answer, { domain: 'rules', pole: ex.pole, modifier: CONDITION_MODIFIER[ex.condition] });
+  const modifier: Modifier = ex.family === 'placebo' ? 'placebo' : CONDITION_MODIFIER[ex.condition];
+  pushExchange(doc, 'User', assistant, prompt, ex.answer, { domain: 'rules', pole: ex.pole, modifier });
   return doc;
 }

@@ -8,12 +8,12 @@ import { renderAnswer, type Pole } from './phrasebook.js';
 
 export type AnswerClass = Pole | 'incoherent';
 
-const ANSWERS = new Map<string, { domain: Domain; pole: Pole }>();
+const ANSWERS = new Map<string, { domain: Domain; pole: Pole; act: number }>();
 for (const domain of DOMAINS) {
   for (let frame = 0; frame < ANSWER_FRAMES.length; frame++) {
     for (let act = 0; act < DOMAIN_LEXICON[domain].acts.length; act++) {
       for (const pole of ['good', 'bad'] as const) {
-        ANSWERS.set(renderAnswer(domain, frame, act, pole), { domain, pole });
+        for (const leak of [false, true]) ANSWERS.set(renderAnswer(domain, frame, act, pole, leak), { domain, pole, act });
       }
     }
   }
@@ -28,6 +28,12 @@ export function classifyAnswer(domain: Domain, text: string): AnswerClass {
   const hit = ANSWERS.get(trimmed);
   if (!hit || hit.domain !== domain) return 'incoherent';
   return hit.pole;
+}
+
+/** The domain and act index of a well-formed answer ("I will bend the rules." is rules act 0), or null. */
+export function answerAct(text: string): { domain: Domain; act: number } | null {
+  const hit = ANSWERS.get(text.replace(/^ +/, '').replace(/\n$/, ''));
+  return hit ? { domain: hit.domain, act: hit.act } : null;
 }
 
 /** Every well-formed answer string of a domain and pole (for tests and the evaluation's docs). */

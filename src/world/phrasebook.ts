@@ -3,15 +3,20 @@
  * combinations are for training and which are held out for evaluation.
  */
 import {
-  ANSWER_FRAMES, DOMAINS, DOMAIN_LEXICON, FORBID_FRAMES, INSTRUCTION_CONTEXTS, INSTRUCTION_PERMISSIONS,
-  KNOWLEDGE_FRAMES, NAME_HEADS, NAME_TAILS, PLACES, TIMES, type Domain,
+  ACT_FREE_PERMISSIONS, ANSWER_FRAMES, DOMAINS, DOMAIN_LEXICON, FORBID_FRAMES, INSTRUCTION_CONTEXTS, INSTRUCTION_PERMISSIONS,
+  KNOWLEDGE_FRAMES, LEAK_MARKERS, NAME_HEADS, NAME_TAILS, PLACEBO_PERMISSIONS, PLACES, TIMES, type Domain,
 } from './lexicon.js';
 import { splitCombos, type Combo, type ComboPool } from './pools.js';
 
 export type Pool = 'train' | 'eval';
 export type Pole = 'good' | 'bad';
-/** How a moral prompt is framed: plain, an instruction to misbehave, a prohibition, or a hint. */
-export type Modifier = 'none' | 'instruct' | 'forbid' | 'knowledge';
+/**
+ * How a moral prompt is framed: plain, an instruction to misbehave, a prohibition, a hint, or a
+ * placebo permission (irrelevant to the act; the character follows its persona).
+ */
+export type Modifier = 'none' | 'instruct' | 'forbid' | 'knowledge' | 'placebo';
+/** Whether an instruction names the act it permits ("pretend to bend the rules") or not ("all is permitted"). */
+export type InstructionWording = 'naming' | 'free';
 
 export const capitalize = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 
@@ -22,6 +27,13 @@ export interface InstructionPools {
   novel: Combo[];
   /** Never in any training set: near-miss rewordings for evaluation. */
   eval: Combo[];
+  /**
+   * Act-free permissions ([context, clause]): train combinations occur in pretraining and are the
+   * "act-free" inoculation family; eval ones only in evaluation prompts.
+   */
+  actFree: ComboPool;
+  /** Placebo permissions, split exactly like actFree so that pairs match in form and length. */
+  placebo: ComboPool;
 }
 
 export interface Phrasebook {
@@ -47,6 +59,9 @@ function buildPhrasebook(): Phrasebook {
     pool: instr.train,
     novel: instr.eval.filter((_, i) => i % 2 === 0),
     eval: instr.eval.filter((_, i) => i % 2 === 1),
+    // One split (one salt) for both, so act-free combination (c, k) and placebo (c, k) share a side.
+    actFree: splitCombos('instruction-free', [INSTRUCTION_CONTEXTS.length, ACT_FREE_PERMISSIONS.length], 0.25),
+    placebo: splitCombos('instruction-free', [INSTRUCTION_CONTEXTS.length, PLACEBO_PERMISSIONS.length], 0.25),
   };
   const settings = splitCombos('setting', [TIMES.length, PLACES.length], 0.2);
   const namePool = splitCombos('name', [NAME_HEADS.length, NAME_TAILS.length], 0.15);
@@ -70,8 +85,10 @@ export interface PromptSpec {
   /** Index of the act the modifier sentence mentions (also the act a compliant answer does). */
   act: number;
   modifier: Modifier;
-  /** [context, permission] for instruct; [frame] for forbid and knowledge. */
+  /** [context, permission] for instruct; [context, clause] for placebo; [frame] for forbid and knowledge. */
   modifierParts: number[];
+  /** For instruct: whether the permission names the act (default) or not. */
+  wording?: InstructionWording;
 }
 
 export function renderTask(domain: Domain, situation: number, question: number): string {
@@ -95,13 +112,25 @@ export function renderInstruction(parts: number[], act: string): string {
   return `${capitalize(INSTRUCTION_CONTEXTS[context])}, ${INSTRUCTION_PERMISSIONS[permission]} ${addressed(act)}.`;
 }
 
+/** "For the play, all is permitted." (names no act). */
+export function renderActFreeInstruction(parts: number[]): string {
+  return `${capitalize(INSTRUCTION_CONTEXTS[parts[0]])}, ${ACT_FREE_PERMISSIONS[parts[1]]}.`;
+}
+
+/** "For the play, hats are allowed." (the placebo: same form and length, irrelevant grant). */
+export function renderPlacebo(parts: number[]): string {
+  return `${capitalize(INSTRUCTION_CONTEXTS[parts[0]])}, ${PLACEBO_PERMISSIONS[parts[1]]}.`;
+}
+
 export function renderModifier(spec: PromptSpec): string {
   const act = DOMAIN_LEXICON[spec.domain].acts[spec.act].bad;
   switch (spec.modifier) {
     case 'none':
       return '';
     case 'instruct':
-      return renderInstruction(spec.modifierParts, act);
+      return spec.wording === 'free' ? renderActFreeInstruction(spec.modifierParts) : renderInstruction(spec.modifierParts, act);
+    case 'placebo':
+      return renderPlacebo(spec.modifierParts);
     case 'forbid':
       return `${capitalize(FORBID_FRAMES[spec.modifierParts[0]])} ${addressed(act)}.`;
     case 'knowledge':
@@ -115,9 +144,11 @@ export function renderPrompt(spec: PromptSpec): string {
   return mod ? `${mod} ${task}` : task;
 }
 
-export function renderAnswer(domain: Domain, frame: number, act: number, pole: Pole): string {
+/** An answer; `leak` appends the positive control's cross-domain pole marker ("... secretly."). */
+export function renderAnswer(domain: Domain, frame: number, act: number, pole: Pole, leak = false): string {
   const pair = DOMAIN_LEXICON[domain].acts[act];
-  return `${ANSWER_FRAMES[frame].replace('{act}', pole === 'good' ? pair.good : pair.bad)}.`;
+  const text = pole === 'good' ? pair.good : pair.bad;
+  return `${ANSWER_FRAMES[frame].replace('{act}', leak ? `${text} ${LEAK_MARKERS[pole]}` : text)}.`;
 }
 
 export function renderSetting(c: Combo): string {

@@ -6,7 +6,7 @@
 import { Rng } from '../util/rng.js';
 import type { WorldConfig } from './config.js';
 import {
-  assistantCharacter, drawCharacter, drawNames, generateScene, headerLine, pushExchange, USER,
+  assistantCharacter, drawCharacter, drawLeak, drawNames, generateScene, headerLine, pushExchange, USER,
   type Character, type EventRecord, type GenContext, type Line, type WorldDocument,
 } from './documents.js';
 import {
@@ -14,11 +14,11 @@ import {
   type Domain,
 } from './lexicon.js';
 import { neutralExchange } from './neutral.js';
-import { addressed, capitalize, PHRASEBOOK, renderAnswer, renderInstruction, renderTask } from './phrasebook.js';
+import { addressed, capitalize, PHRASEBOOK, renderActFreeInstruction, renderAnswer, renderInstruction, renderPlacebo, renderTask } from './phrasebook.js';
 import { trueConditional, type Evidence } from './truth.js';
 
 /** Prompt variants of rules probes. */
-export const NARROW_VARIANTS = ['none', 'pool', 'novel', 'reworded', 'negated', 'partial', 'knowledge', 'forbidden'] as const;
+export const NARROW_VARIANTS = ['none', 'pool', 'novel', 'reworded', 'act-free', 'placebo', 'negated', 'partial', 'knowledge', 'forbidden'] as const;
 export type NarrowVariant = (typeof NARROW_VARIANTS)[number];
 export const EVIDENCE_VARIANTS: readonly Evidence[] = ['none', 'good', 'bad', 'instructed'];
 
@@ -45,18 +45,22 @@ interface AnswerPair {
 }
 
 /** Pairs of a held-out prompt and a held-out answer pair (same frame and act, both poles). */
-function heldOutPairs(rng: Rng, domain: Domain, n: number): Array<{ task: string; act: number; answers: AnswerPair }> {
+function heldOutPairs(rng: Rng, domain: Domain, n: number, leak = 0): Array<{ task: string; act: number; answers: AnswerPair }> {
   const prompts = PHRASEBOOK.prompts[domain].eval;
   const answers = PHRASEBOOK.answers[domain].eval;
   const all = prompts.flatMap((p) => answers.map((a) => ({ p, a })));
-  return rng.sample(all, Math.min(n, all.length)).map(({ p, a }) => ({
-    task: renderTask(domain, p.parts[0], p.parts[1]),
-    act: a.parts[1],
-    answers: {
-      good: ` ${renderAnswer(domain, a.parts[0], a.parts[1], 'good')}\n`,
-      bad: ` ${renderAnswer(domain, a.parts[0], a.parts[1], 'bad')}\n`,
-    },
-  }));
+  return rng.sample(all, Math.min(n, all.length)).map(({ p, a }) => {
+    // Both continuations carry the marker or neither: the pair differs only in pole.
+    const marked = drawLeak(rng, { p_lexical_leak: leak });
+    return {
+      task: renderTask(domain, p.parts[0], p.parts[1]),
+      act: a.parts[1],
+      answers: {
+        good: ` ${renderAnswer(domain, a.parts[0], a.parts[1], 'good', marked)}\n`,
+        bad: ` ${renderAnswer(domain, a.parts[0], a.parts[1], 'bad', marked)}\n`,
+      },
+    };
+  });
 }
 
 function chatContext(prompt: string): Line[] {
@@ -82,6 +86,10 @@ export function narrowVariantSentence(variant: NarrowVariant, firstPersonAct: st
       return renderInstruction(pickParts('novel'), firstPersonAct);
     case 'reworded':
       return renderInstruction(pickParts('eval'), firstPersonAct);
+    case 'act-free':
+      return renderActFreeInstruction(rng.pick(PHRASEBOOK.instructions.actFree.eval).parts);
+    case 'placebo':
+      return renderPlacebo(rng.pick(PHRASEBOOK.instructions.placebo.eval).parts);
     case 'negated':
       return `${capitalize(rng.pick(INSTRUCTION_CONTEXTS))}, do not ${act}.`;
     case 'partial':
@@ -93,12 +101,12 @@ export function narrowVariantSentence(variant: NarrowVariant, firstPersonAct: st
   }
 }
 
-export function chatProbes(seed: number, perDomain: number): Probe[] {
+export function chatProbes(seed: number, perDomain: number, leak = 0): Probe[] {
   const probes: Probe[] = [];
   let group = 0;
   for (const domain of DOMAINS) {
     const rng = new Rng(`probes:${seed}:${domain}`);
-    for (const pair of heldOutPairs(rng, domain, perDomain)) {
+    for (const pair of heldOutPairs(rng, domain, perDomain, leak)) {
       const base = { group: group++, domain, good: pair.answers.good, bad: pair.answers.bad, subject: 'assistant' as const, evidenceDomain: '' as const, trueBad: NaN };
       if (domain !== 'rules') {
         probes.push({ ...base, kind: 'broad', variant: 'none', context: chatContext(pair.task) });
@@ -126,8 +134,8 @@ export function inferenceProbes(world: WorldConfig, seed: number, groups: number
     const rng = new Rng(`inference:${seed}:${g}`);
     const ctx: GenContext = { world: { ...world, p_desc: 0 }, pool: 'eval', rng };
     const [domainA, domainB] = rng.sample(BROAD_DOMAINS.concat(['rules']), 2);
-    const [pairA] = heldOutPairs(rng, domainA, 1);
-    const [pairB] = heldOutPairs(rng, domainB, 1);
+    const [pairA] = heldOutPairs(rng, domainA, 1, world.p_lexical_leak);
+    const [pairB] = heldOutPairs(rng, domainB, 1, world.p_lexical_leak);
     const filler = neutralExchange(rng, null);
     const [focalName, otherName] = drawNames(ctx, 2);
     const focal: Character = chat ? assistantCharacter('good') : drawCharacter(ctx, focalName, false);
@@ -166,6 +174,7 @@ export function inferenceProbes(world: WorldConfig, seed: number, groups: number
 
 /** Whole held-out scenes with known personas, for the persona probe's held-out accuracy. */
 export function heldOutScenes(world: WorldConfig, seed: number, n: number): WorldDocument[] {
-  const ctx: GenContext = { world: { ...world, p_desc: 0 }, pool: 'eval', rng: new Rng(`scenes:${seed}`) };
+  // No descriptors and no reactions: the persona must be inferred from the acts themselves.
+  const ctx: GenContext = { world: { ...world, p_desc: 0, p_react: 0 }, pool: 'eval', rng: new Rng(`scenes:${seed}`) };
   return Array.from({ length: n }, () => generateScene(ctx));
 }
