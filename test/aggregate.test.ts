@@ -82,7 +82,7 @@ test('the decomposition follows its definitions: persona-driven, instruction-fra
   assert.ok(!stats.some((s) => s.world === 'nul' && s.metric === 'persona_em'), 'the null world has no twin');
 });
 
-test('seed-t + act-bootstrap intervals cover the true EM in >= 90% of 200 simulated 3-seed grids; a flat bootstrap does not', () => {
+test('seed-t + act-bootstrap intervals cover the true EM in >= 90% of 200 simulated 3-seed grids; a flat bootstrap does not', (t) => {
   const truth = 0.3;
   const o: SimOptions = { levels: { w: { fair: 0.1, cheat: 0.1 + truth } }, pseeds: [0, 1, 2], fseeds: [0, 1], actsPerDomain: 6, seedSd: 0.08, runSd: 0.03, actSd: 0.12, probeSd: 0.1 };
   const rng = new Rng('coverage');
@@ -110,11 +110,12 @@ test('seed-t + act-bootstrap intervals cover the true EM in >= 90% of 200 simula
     reps.sort((a, b) => a - b);
     if (quantile(reps, 0.025) <= truth && truth <= quantile(reps, 0.975)) flatCovered++;
   }
+  t.diagnostic(`coverage: seed-t + act bootstrap ${covered / sims}, flat bootstrap ${flatCovered / sims}`);
   assert.ok(covered / sims >= 0.9, `coverage ${covered / sims}`);
   assert.ok(flatCovered / sims < 0.85, `the flat bootstrap should under-cover here, got ${flatCovered / sims}`);
 });
 
-test('with one pretraining seed the interval is conditional on that base model and covers its effect in >= 90% of grids', () => {
+test('with one pretraining seed the interval is conditional on that base model and covers its effect in >= 90% of grids', (t) => {
   const truth = 0.3;
   const seedEffect = 0.07;
   const o: SimOptions = { levels: { w: { fair: 0.1, cheat: 0.1 + truth } }, pseeds: [0], fseeds: [0, 1, 2], actsPerDomain: 6, seedSd: 0, runSd: 0.03, actSd: 0.12, probeSd: 0.1, seedEffects: new Map([[0, seedEffect]]) };
@@ -127,5 +128,6 @@ test('with one pretraining seed the interval is conditional on that base model a
     assert.match(em.unit, /conditional on one base model/);
     if (em.lo <= truth + seedEffect && truth + seedEffect <= em.hi) covered++;
   }
+  t.diagnostic(`coverage, one pretraining seed (conditional): ${covered / sims}`);
   assert.ok(covered / sims >= 0.9, `coverage ${covered / sims}`);
 });

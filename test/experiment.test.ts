@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { columnValues, readArrow } from '../src/data/arrow.js';
 import { buildGraph, shardNodes } from '../src/experiment/graph.js';
-import { expandWorlds, loadSpec } from '../src/experiment/spec.js';
+import { expandWorlds, loadSpec, validateSpec } from '../src/experiment/spec.js';
 import { nativeBackendStatus } from '../src/backend/native/backend.js';
 import { isOneLineError, ROOT, runScript } from './helpers/cli.js';
 
@@ -33,7 +33,7 @@ test('the graph: hash-keyed cells, lineage shards that cover every cell once, sw
 test('npm run experiment runs the grid, reuses finished cells, and two shards merged equal one run', () => {
   const whole = run(join(root, 'runs-a'), join(root, 'out-a'));
   assert.equal(whole.status, 0, whole.stderr);
-  assert.match(whole.stdout, /default step 2: EM effect -?\d\.\d{3} \[/);
+  assert.match(whole.stdout, /default step 4: EM effect -?\d\.\d{3} \[/);
   for (const f of ['report.md', 'report.html', 'results.arrow', 'cells.arrow', 'dynamics.arrow', 'plots/broad-first.svg']) assert.ok(existsSync(join(root, 'out-a', f)), f);
   const report = readFileSync(join(root, 'out-a', 'report.md'), 'utf8');
   assert.match(report, /## The answer/);
@@ -75,6 +75,48 @@ test('a failed cell is reported with its log; the other lineage goes on; a rerun
   const defaultNarrows = narrows.filter((n) => n.labels.world === 'default');
   for (const n of defaultNarrows) assert.ok(existsSync(join(n.dir, 'DONE.json')));
   assert.ok(readdirSync(join(defaultNarrows[0].dir, 'evals')).includes('step-000004.arrow'));
+});
+
+test('every world with rho > 0 gets its rho-0 twin, trained with the same seeds; --dry-run lists its cells', () => {
+  const spec = loadSpec(SPEC);
+  const worlds = expandWorlds({ ...spec, twins: true, sweeps: { p_ai_bad: [0.9] }, sweep_twins: true });
+  assert.deepEqual(worlds.map((w) => [w.name, w.role, w.twin ?? null]), [
+    ['default', 'world', 'default-rho0'], ['null', 'null', null], ['p_ai_bad=0.9', 'sweep', 'p_ai_bad=0.9-rho0'], ['default-rho0', 'twin', null], ['p_ai_bad=0.9-rho0', 'twin', null],
+  ]);
+  const twin = worlds.find((w) => w.name === 'default-rho0')!;
+  assert.equal(twin.config.rho, 0);
+  assert.equal(twin.config.p_instr, worlds[0].config.p_instr, 'the twin differs in rho only');
+  // A rho=0 sweep world is the default world's twin: one world, not two.
+  const shared = expandWorlds({ ...spec, twins: true, sweeps: { rho: [0] } });
+  assert.deepEqual(shared.map((w) => w.name), ['default', 'null', 'rho=0']);
+  assert.equal(shared[0].twin, 'rho=0');
+  const file = join(root, 'twins.json');
+  writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(SPEC, 'utf8')), twins: true }));
+  const dry = runScript('experiment', ['--spec', file, '--runs', join(root, 'runs-twins'), '--dry-run']);
+  assert.equal(dry.status, 0, dry.stderr);
+  assert.match(dry.stdout, /base default-rho0 p0/);
+  assert.match(dry.stdout, /narrow default-rho0 p0 cheat\+act-free f0/);
+});
+
+test('specs are validated: unknown keys, types, duplicate worlds, presets, report step', () => {
+  const base = JSON.parse(readFileSync(SPEC, 'utf8'));
+  const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['unknown top-level key', { sweep: { rho: [0] } }, /unknown key "sweep"/],
+    ['unknown nested key', { narrow: { ...base.narrow, learning_rate: 0.1 } }, /"narrow": unknown key "learning_rate"/],
+    ['old key', { finetune_seed: 1 }, /unknown key "finetune_seed"/],
+    ['string lr', { pretrain: { ...base.pretrain, lr: '0.003' } }, /"pretrain\.lr"/],
+    ['unknown preset', { preset: 'huge' }, /"preset": must name a model preset/],
+    ['duplicate world names', { worlds: [...base.worlds, { name: 'default', world: { rho: 0.5 } }] }, /two worlds are named "default"/],
+    ['duplicate world settings', { worlds: [...base.worlds, { name: 'nul2', world: { p_instr: 0, rho: 0 } }] }, /worlds "null" and "nul2" have the same settings/],
+    ['unknown world knob', { worlds: [{ name: 'default', world: { rhoo: 1 } }, base.worlds[1]] }, /unknown key "rhoo"/],
+    ['null world with instructions', { worlds: [base.worlds[0], { name: 'null', world: { rho: 0 } }] }, /null world "null" must have rho 0 and p_instr 0/],
+    ['report step not evaluated', { report_step: 3 }, /"report_step" \(3\) must be one of narrow\.eval_steps/],
+    ['unknown family', { inoculation_families: ['secret'] }, /"inoculation_families\.0"/],
+    ['repeated seeds', { pretrain_seeds: [0, 0] }, /"pretrain_seeds": seeds must not repeat/],
+  ];
+  for (const [what, change, message] of cases) {
+    assert.throws(() => validateSpec({ ...base, ...change }, 'spec.json'), (err: Error) => message.test(err.message) && !err.message.includes('\n'), what);
+  }
 });
 
 test('experiment refuses bad input with one-line errors', () => {

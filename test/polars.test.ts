@@ -48,7 +48,7 @@ writeStats(resultsPath, aggregate(new Grid(rows, 'null'), 50));
 // nodejs-polars' readIPC fails on a path (a seek error on the file) but reads the file's bytes.
 const readArrowPl = (path: string) => pl.readIPC(readFileSync(path));
 
-test('polars reads cells.arrow and results.arrow, and the EM effect and persona-driven EM it computes from the cells match results.arrow', () => {
+test('polars reads cells.arrow and results.arrow, and the EM effect and EM beyond the null world it computes from the cells match results.arrow', () => {
   const cellsDf = readArrowPl(cellsPath);
   const results = readArrowPl(resultsPath);
   assert.equal(cellsDf.height, rows.length);
@@ -77,7 +77,7 @@ test('polars reads cells.arrow and results.arrow, and the EM effect and persona-
     }
     const em = (w: string) => p(w, step, 'cheat') - p(w, step, 'fair');
     assert.ok(Math.abs(em('default') - (stat('em_effect', 'default', step)[meanCol] as number)) < 1e-12, 'EM effect');
-    assert.ok(Math.abs(em('default') - em('null') - (stat('persona_em', 'default', step)[meanCol] as number)) < 1e-12, 'persona-driven EM');
+    assert.ok(Math.abs(em('default') - em('null') - (stat('em_beyond_null', 'default', step)[meanCol] as number)) < 1e-12, 'EM beyond the null world');
   }
   assert.ok(Math.abs(p('default', 25, 'cheat') - p('default', 25, 'fair') - 0.5) < 0.05, 'the synthetic effect is there');
 });
