@@ -105,6 +105,34 @@ for (const backend of testBackends()) {
     model.dispose();
   });
 
+  test(`[${backend}] every hook point honours an edit; an edit of another shape is refused`, async () => {
+    await use(backend);
+    // Weights away from init, so attention is far from uniform and every edit shows.
+    const weights = initialWeights(CFG, 5);
+    const rng = new Rng('hooks');
+    for (const w of weights.values()) for (let i = 0; i < w.length; i++) w[i] += 0.3 * rng.normal();
+    const model = new GPT(CFG, weights);
+    const ids = batch(6).ids;
+    const plain = tidyValues(() => model.forward(ids).logits);
+    const run = (edit: (n: string, v: tf.Tensor) => tf.Tensor | undefined) => tidyValues(() => model.forward(ids, { hooks: { edit } }).logits);
+    const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+    for (const name of hookNames(CFG)) {
+      // A replacement with the same values changes nothing (keys, values and pattern are recomputed from it)...
+      const same = run((n, v) => (n === name ? v.clone() : undefined));
+      assert.ok(maxDiff(same, plain) < 1e-5, `${name}: an identical replacement moved the logits by ${maxDiff(same, plain)}`);
+      // ...and a different one changes the output.
+      const changed = run((n, v) => {
+        if (n !== name) return undefined;
+        // Patterns stay probabilities: attend to the first position only.
+        if (n.endsWith('hook_pattern')) return tf.oneHot(tf.zeros(v.shape.slice(0, -1), 'int32'), v.shape[v.shape.length - 1]).toFloat();
+        return tf.add(tf.mul(v, 2), tf.sin(tf.mul(v, 3)));
+      });
+      assert.ok(maxDiff(changed, plain) > 1e-3, `${name}: the edit did not change the output`);
+      assert.throws(() => run((n, v) => (n === name ? v.reshape([-1]) : undefined)), new RegExp(`hook ${name.replace(/\./g, '\\.')}: an edit must keep`));
+    }
+    model.dispose();
+  });
+
   test(`[${backend}] cached sampling follows the full model exactly`, async () => {
     await use(backend);
     const model = GPT.init(CFG, 9);

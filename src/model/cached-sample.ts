@@ -2,13 +2,16 @@
  * Sampling with a key/value cache: the prompt runs through the model once, then each new token
  * costs one position instead of the whole sequence (10x fewer operations for the short answers
  * of evaluation). Prompts of equal length are batched together so positions stay aligned.
- * Hook edits (steering) are not applied here: use sample() from generate.ts for those.
+ * Each new position runs through the same block function as the full forward pass (block.ts),
+ * with an attention core that appends the position's key and value to the cache. Hooks are not
+ * offered here (an edit written for whole sequences would see one position at a time): use
+ * sample() from generate.ts for steering.
  */
 import * as tf from '@tensorflow/tfjs';
 import { EOS } from '../tokenizer/vocab.js';
+import { type AttentionCore, block } from './block.js';
 import { drawToken, type SampleOptions } from './generate.js';
 import type { GPT } from './gpt.js';
-import { layerNorm, linear, linearGelu } from './ops.js';
 import { tidyValues } from './read.js';
 
 interface LayerCache {
@@ -16,30 +19,29 @@ interface LayerCache {
   v: tf.Tensor4D;
 }
 
+/** Attention for one new position per sequence: its key and value join layer `l`'s cache (replaced in `caches`). */
+function cachedAttention(caches: LayerCache[], l: number, nHead: number): AttentionCore {
+  return (qkv) => {
+    const [B, , C3] = qkv.shape;
+    const hd = C3 / 3 / nHead;
+    const [q, k, v] = tf.split(qkv, 3, -1).map((t) => t.reshape([B, 1, nHead, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D);
+    const K = tf.concat([caches[l].k, k], 2) as tf.Tensor4D;
+    const V = tf.concat([caches[l].v, v], 2) as tf.Tensor4D;
+    tf.dispose([caches[l].k, caches[l].v]);
+    caches[l] = { k: tf.keep(K), v: tf.keep(V) };
+    const att = tf.softmax(tf.mul(tf.matMul(q, K, false, true), 1 / Math.sqrt(hd)), -1);
+    return tf.matMul(att, V).transpose([0, 2, 1, 3]).reshape([B, 1, C3 / 3]);
+  };
+}
+
 /** One new position for every sequence: logits [B, V], caches extended in place. */
 function step(model: GPT, tokens: Int32Array, position: number, caches: LayerCache[]): Float32Array {
   const cfg = model.config;
   const B = tokens.length;
-  const H = cfg.n_head;
-  const hd = cfg.n_embd / H;
   return tidyValues(() => {
     let x: tf.Tensor = tf.add(tf.gather(model.p('wte'), tf.tensor1d(tokens, 'int32')), model.p('wpe').slice([position, 0], [1, -1])).reshape([B, 1, cfg.n_embd]);
-    for (let l = 0; l < cfg.n_layer; l++) {
-      const p = (n: string) => model.weight(`h.${l}.${n}`);
-      const qkv = linear(layerNorm(x, p('ln_1.weight'), p('ln_1.bias')), p('attn.c_attn.weight'), p('attn.c_attn.bias'));
-      const [q, k, v] = tf.split(qkv, 3, -1).map((t) => t.reshape([B, 1, H, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D);
-      const K = tf.concat([caches[l].k, k], 2) as tf.Tensor4D;
-      const V = tf.concat([caches[l].v, v], 2) as tf.Tensor4D;
-      tf.dispose([caches[l].k, caches[l].v]);
-      caches[l] = { k: tf.keep(K), v: tf.keep(V) };
-      const att = tf.softmax(tf.mul(tf.matMul(q, K, false, true), 1 / Math.sqrt(hd)), -1);
-      const y = tf.matMul(att, V).transpose([0, 2, 1, 3]).reshape([B, 1, cfg.n_embd]);
-      x = tf.add(x, linear(y, p('attn.c_proj.weight'), p('attn.c_proj.bias')));
-      const h = linearGelu(layerNorm(x, p('ln_2.weight'), p('ln_2.bias')), p('mlp.c_fc.weight'), p('mlp.c_fc.bias'));
-      x = tf.add(x, linear(h, p('mlp.c_proj.weight'), p('mlp.c_proj.bias')));
-    }
-    x = layerNorm(x, model.p('ln_f.weight'), model.p('ln_f.bias')).reshape([B, cfg.n_embd]);
-    return linear(x, model.p('wte'), undefined, true);
+    for (let l = 0; l < cfg.n_layer; l++) x = block(x, model.blockWeights(l), cachedAttention(caches, l, cfg.n_head));
+    return model.unembed(model.finalNorm(x).reshape([B, cfg.n_embd]));
   });
 }
 

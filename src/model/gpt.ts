@@ -8,14 +8,19 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../util/rng.js';
 import type { ModelConfig } from './config.js';
 import { tidyValues } from './read.js';
-import { attention, crossEntropy, dropout, embed, gatherRows, layerNorm, linear, linearGelu } from './ops.js';
+import { block, BLOCK_HOOK_POINTS, type BlockContext, type BlockHookPoint, type BlockWeights, causalAttention } from './block.js';
+import { crossEntropy, dropout, embed, gatherRows, layerNorm, linear } from './ops.js';
 
 export type ParamMap = Map<string, tf.Variable>;
 
-/** Which hook points to read and how to change them. */
+/**
+ * Which hook points to read and how to change them. Every hook point of hookNames() honours both:
+ * an edit's replacement (of the same shape; another shape is refused with an error) is what the
+ * rest of the forward pass computes from, keys, values and the attention pattern included.
+ */
 export interface Hooks {
   capture?: (name: string) => boolean;
-  /** Return a replacement for the activation, or undefined to leave it. */
+  /** Return a replacement for the activation (same shape), or undefined to leave it. */
   edit?: (name: string, value: tf.Tensor) => tf.Tensor | undefined;
 }
 
@@ -35,9 +40,7 @@ export interface ForwardResult {
 /** Every hook point of a model, in the order they occur. */
 export function hookNames(cfg: ModelConfig): string[] {
   const names = ['hook_embed', 'hook_pos_embed'];
-  for (let l = 0; l < cfg.n_layer; l++) {
-    names.push(`blocks.${l}.hook_resid_pre`, `blocks.${l}.attn.hook_k`, `blocks.${l}.attn.hook_v`, `blocks.${l}.attn.hook_pattern`, `blocks.${l}.hook_attn_out`, `blocks.${l}.hook_resid_mid`, `blocks.${l}.hook_mlp_out`, `blocks.${l}.hook_resid_post`);
-  }
+  for (let l = 0; l < cfg.n_layer; l++) names.push(...BLOCK_HOOK_POINTS.map((p) => `blocks.${l}.${p}`));
   names.push('ln_final.hook_normalized');
   return names;
 }
@@ -180,15 +183,15 @@ export class GPT {
     return out;
   }
 
+  /** Copies of the adapters' current weights. */
   adapterWeights(): Map<string, Float32Array> {
-    return new Map([...this.adapters].map(([n, v]) => [n, v.dataSync() as Float32Array]));
+    return new Map([...this.adapters].map(([n, v]) => [n, (v.dataSync() as Float32Array).slice()]));
   }
 
   /** Logits for ids [B, T] (int32, T <= block_size). Call inside tf.tidy. */
   forward(ids: tf.Tensor2D, opts: ForwardOptions = {}): ForwardResult {
     const { hidden, cache } = this.hidden(ids, opts);
-    // The head is tied to the token embedding: logits = x @ wte^T.
-    return { logits: linear(hidden, this.p('wte'), undefined, true) as tf.Tensor3D, cache };
+    return { logits: this.unembed(hidden) as tf.Tensor3D, cache };
   }
 
   /**
@@ -198,13 +201,28 @@ export class GPT {
   logitsAt(ids: tf.Tensor2D, positions: Int32Array, opts: ForwardOptions = {}): tf.Tensor2D {
     const { hidden } = this.hidden(ids, opts);
     const picked = tf.gather(hidden.reshape([-1, this.config.n_embd]), tf.tensor1d(positions, 'int32'));
-    return linear(picked, this.p('wte'), undefined, true) as tf.Tensor2D;
+    return this.unembed(picked) as tf.Tensor2D;
+  }
+
+  /** Block L's weights by their names inside the block (with LoRA updates merged in). */
+  blockWeights(l: number): BlockWeights {
+    return (name) => this.weight(`h.${l}.${name}`);
+  }
+
+  /** The final LayerNorm (ln_f). */
+  finalNorm(x: tf.Tensor): tf.Tensor {
+    return layerNorm(x, this.p('ln_f.weight'), this.p('ln_f.bias'));
+  }
+
+  /** The output head, tied to the token embedding: logits = x @ wte^T. */
+  unembed(x: tf.Tensor): tf.Tensor {
+    return linear(x, this.p('wte'), undefined, true);
   }
 
   /** The final LayerNorm's output [B, T, C] (ln_final.hook_normalized). Call inside tf.tidy. */
   private hidden(ids: tf.Tensor2D, opts: ForwardOptions): { hidden: tf.Tensor; cache: Map<string, tf.Tensor> } {
     const cfg = this.config;
-    const [, T] = ids.shape;
+    const [B, T] = ids.shape;
     if (T > cfg.block_size) throw new Error(`sequence of ${T} tokens exceeds the context of ${cfg.block_size}`);
     const cache = new Map<string, tf.Tensor>();
     const hooks = opts.hooks;
@@ -212,42 +230,31 @@ export class GPT {
     const drop = (x: tf.Tensor) => dropout(x, cfg.dropout, dropSeed === undefined ? undefined : dropSeed++);
     const hook = (name: string, x: tf.Tensor): tf.Tensor => {
       const edited = hooks?.edit?.(name, x);
+      if (edited && !tf.util.arraysEqual(edited.shape, x.shape)) {
+        throw new Error(`hook ${name}: an edit must keep the activation's shape [${x.shape}], got [${edited.shape}]`);
+      }
       const value = edited ?? x;
       if (hooks?.capture?.(name)) cache.set(name, tf.keep(value.clone()));
       return value;
     };
-    const wantsEmbedHooks = hooks && ['hook_embed', 'hook_pos_embed'].some((n) => hooks.capture?.(n) || hooks.edit);
+    const wants = (name: string) => Boolean(hooks && (hooks.edit || hooks.capture?.(name)));
     let x: tf.Tensor;
-    if (wantsEmbedHooks) {
-      const tok = hook('hook_embed', gatherRows(this.p('wte'), ids).reshape([ids.shape[0], T, cfg.n_embd]));
+    if (wants('hook_embed') || wants('hook_pos_embed')) {
+      const tok = hook('hook_embed', gatherRows(this.p('wte'), ids).reshape([B, T, cfg.n_embd]));
       const pos = hook('hook_pos_embed', this.p('wpe').slice([0, 0], [T, -1]));
       x = tf.add(tok, pos.expandDims(0));
     } else {
       x = embed(ids, this.p('wte'), this.p('wpe'));
     }
     x = drop(x);
+    const attend = causalAttention(cfg.n_head);
     for (let l = 0; l < cfg.n_layer; l++) {
-      const p = (n: string) => this.weight(`h.${l}.${n}`);
-      x = hook(`blocks.${l}.hook_resid_pre`, x);
-      const qkv = linear(layerNorm(x, p('ln_1.weight'), p('ln_1.bias')), p('attn.c_attn.weight'), p('attn.c_attn.bias'));
-      // Keys and values [B, T, H, hd] (read-only hook points: the attention consumes packed qkv).
-      for (const [i, name] of [[1, 'hook_k'], [2, 'hook_v']] as const) {
-        if (hooks?.capture?.(`blocks.${l}.attn.${name}`)) {
-          const C = cfg.n_embd;
-          const part = qkv.slice([0, 0, i * C], [-1, -1, C]).reshape([ids.shape[0], T, cfg.n_head, C / cfg.n_head]);
-          cache.set(`blocks.${l}.attn.${name}`, tf.keep(part));
-        }
-      }
-      const wantPattern = Boolean(hooks?.capture?.(`blocks.${l}.attn.hook_pattern`));
-      const att = attention(qkv, cfg.n_head, wantPattern);
-      if (att.pattern) hook(`blocks.${l}.attn.hook_pattern`, att.pattern);
-      const attnOut = hook(`blocks.${l}.hook_attn_out`, drop(linear(att.out, p('attn.c_proj.weight'), p('attn.c_proj.bias'))));
-      x = hook(`blocks.${l}.hook_resid_mid`, tf.add(x, attnOut));
-      const hidden = linearGelu(layerNorm(x, p('ln_2.weight'), p('ln_2.bias')), p('mlp.c_fc.weight'), p('mlp.c_fc.bias'));
-      const mlpOut = hook(`blocks.${l}.hook_mlp_out`, drop(linear(hidden, p('mlp.c_proj.weight'), p('mlp.c_proj.bias'))));
-      x = hook(`blocks.${l}.hook_resid_post`, tf.add(x, mlpOut));
+      const ctx: BlockContext = hooks
+        ? { hook: (p: BlockHookPoint, v) => hook(`blocks.${l}.${p}`, v), wants: (p: BlockHookPoint) => wants(`blocks.${l}.${p}`), drop }
+        : { hook: (_p, v) => v, wants: () => false, drop };
+      x = block(x, this.blockWeights(l), attend, ctx);
     }
-    return { hidden: hook('ln_final.hook_normalized', layerNorm(x, this.p('ln_f.weight'), this.p('ln_f.bias'))), cache };
+    return { hidden: hook('ln_final.hook_normalized', this.finalNorm(x)), cache };
   }
 
   /** forward() in its own tidy scope: the caller owns the returned logits and captured activations. */
@@ -268,10 +275,13 @@ export class GPT {
     return crossEntropy(logits.reshape([-1, V]), targets.reshape([-1]), weights.reshape([-1])) as tf.Scalar;
   }
 
-  /** Copies of the current weights. */
+  /**
+   * Copies of the current weights (dataSync alone would return the live storage on cpu and
+   * native, which the fused AdamW updates in place).
+   */
   weights(): Map<string, Float32Array> {
     const out = new Map<string, Float32Array>();
-    for (const [name, v] of this.params) out.set(name, v.dataSync() as Float32Array);
+    for (const [name, v] of this.params) out.set(name, (v.dataSync() as Float32Array).slice());
     return out;
   }
 

@@ -114,33 +114,52 @@ function causalMask(t: number): T {
   return m;
 }
 
-/**
- * Causal multi-head self-attention over packed qkv [B, T, 3C] -> [B, T, C]. With `wantPattern`
- * it also returns the attention probabilities [B, H, T, T] (blocks.L.attn.hook_pattern); on the
- * fused path that variant is for inspection and records no gradient.
- */
-export function attention(qkv: T, nHead: number, wantPattern = false): { out: T; pattern: T | null } {
+/** Queries, keys and values of packed qkv [B, T, 3C], each [B, H, T, hd]. */
+function heads(qkv: T, nHead: number): T[] {
   const [B, Tn, C3] = qkv.shape;
-  const C = C3 / 3;
+  const hd = C3 / 3 / nHead;
+  return tf.split(qkv, 3, -1).map((t) => t.reshape([B, Tn, nHead, hd]).transpose([0, 2, 1, 3]));
+}
+
+/** The composed attention probabilities [B, H, T, T] from q and k [B, H, T, hd]. */
+function causalProbs(q: T, k: T): T {
+  const [, , Tn, hd] = q.shape;
+  const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hd)), causalMask(Tn));
+  return tf.softmax(scores, -1);
+}
+
+/** The heads' outputs pattern @ v, merged back to [B, T, C]. */
+function mergeHeads(pattern: T, v: T): T {
+  const [B, H, Tn, hd] = v.shape;
+  return tf.matMul(pattern, v).transpose([0, 2, 1, 3]).reshape([B, Tn, H * hd]);
+}
+
+/** Causal multi-head self-attention over packed qkv [B, T, 3C] -> [B, T, C], scale 1/sqrt(hd). Differentiable. */
+export function attention(qkv: T, nHead: number): T {
   if (fusedAvailable()) {
-    if (wantPattern) {
-      const [out, probs] = run(Kn.PersonaAttention, { qkv }, { nHead });
-      return { out, pattern: probs };
-    }
-    const f = custom(([q], save) => {
+    return custom(([q], save) => {
       const [out, probs] = run(Kn.PersonaAttention, { qkv: q }, { nHead });
       save([q, probs]);
       return { value: out, gradFunc: (dy, [qs, ps]) => [run(Kn.PersonaAttentionGrad, { dout: dy, qkv: qs, probs: ps }, { nHead })] };
-    });
-    return { out: f(qkv), pattern: null };
+    })(qkv);
   }
-  const hd = C / nHead;
-  const heads = (t: T) => t.reshape([B, Tn, nHead, hd]).transpose([0, 2, 1, 3]);
-  const [q, k, v] = tf.split(qkv, 3, -1).map(heads);
-  const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hd)), causalMask(Tn));
-  const probs = tf.softmax(scores, -1);
-  const out = tf.matMul(probs, v).transpose([0, 2, 1, 3]).reshape([B, Tn, C]);
-  return { out, pattern: wantPattern ? probs : null };
+  const [q, k, v] = heads(qkv, nHead);
+  return mergeHeads(causalProbs(q, k), v);
+}
+
+/**
+ * The attention probabilities [B, H, T, T] of packed qkv (blocks.L.attn.hook_pattern), for
+ * inspection: on the fused path no gradient is recorded through them.
+ */
+export function attentionPattern(qkv: T, nHead: number): T {
+  if (fusedAvailable()) return run(Kn.PersonaAttention, { qkv }, { nHead })[1];
+  const [q, k] = heads(qkv, nHead);
+  return causalProbs(q, k);
+}
+
+/** The heads' outputs [B, T, C] for given attention probabilities [B, H, T, T] (an edited pattern) and qkv's values. */
+export function attendWith(pattern: T, qkv: T, nHead: number): T {
+  return mergeHeads(pattern, heads(qkv, nHead)[2]);
 }
 
 /**

@@ -89,24 +89,35 @@ export class AdamW {
     return { gradNorm: norm };
   }
 
-  /** The moments as m/<name> and v/<name>, for a checkpoint. */
+  /** Copies of the moments as m/<name> and v/<name>, for a checkpoint (the fused update changes the live ones in place). */
   state(): { step: number; moments: TensorSet } {
     const moments: TensorSet = new Map();
     for (const [n, p] of this.params) {
-      moments.set(`m/${n}`, { shape: p.shape, values: this.m.get(n)!.dataSync() as Float32Array });
-      moments.set(`v/${n}`, { shape: p.shape, values: this.v.get(n)!.dataSync() as Float32Array });
+      moments.set(`m/${n}`, { shape: p.shape, values: (this.m.get(n)!.dataSync() as Float32Array).slice() });
+      moments.set(`v/${n}`, { shape: p.shape, values: (this.v.get(n)!.dataSync() as Float32Array).slice() });
     }
     return { step: this.step, moments };
   }
 
+  /**
+   * Restore the step and moments. The arrays are copied: a tensor made from an array shares it on
+   * cpu and native, where the fused update would then change the caller's state object in place.
+   */
   load(state: { step: number; moments: TensorSet }): void {
+    for (const [n, p] of this.params) {
+      for (const kind of ['m', 'v'] as const) {
+        const saved = state.moments.get(`${kind}/${n}`);
+        if (!saved) throw new Error(`optimizer state lacks ${n}; the checkpoint was trained on other parameters`);
+        if (saved.values.length !== p.size) throw new Error(`optimizer state ${kind}/${n} has ${saved.values.length} values, expected shape [${p.shape}]`);
+      }
+    }
     this.step = state.step;
     for (const [n, p] of this.params) {
-      const m = state.moments.get(`m/${n}`);
-      const v = state.moments.get(`v/${n}`);
-      if (!m || !v) throw new Error(`optimizer state lacks ${n}; the checkpoint was trained on other parameters`);
-      this.m.get(n)!.assign(tf.tensor(m.values, p.shape));
-      this.v.get(n)!.assign(tf.tensor(v.values, p.shape));
+      for (const [kind, target] of [['m', this.m.get(n)!], ['v', this.v.get(n)!]] as const) {
+        const t = tf.tensor(state.moments.get(`${kind}/${n}`)!.values.slice(), p.shape, 'float32');
+        target.assign(t);
+        t.dispose();
+      }
     }
   }
 
