@@ -341,9 +341,18 @@ export function definitions(grid: Grid): StatDef[] {
   return defs;
 }
 
+/** Statistics that are probabilities or rates. */
+const BOUNDED = new Set(['broad_p_bad', 'narrow_p_bad', 'narrow_sampled_cheat_rate', 'persona_score', 'broad_sampled_bad', 'broad_sampled_coherent']);
+
 /** Every statistic with its interval; efficacy is flagged unreported where the EM effect's interval reaches 0. */
 export function aggregate(grid: Grid, replicates = 400, seed = 'experiment'): Stat[] {
   const stats = estimate(grid, definitions(grid), { replicates, seed });
+  // Probabilities and rates cannot leave [0, 1]: their intervals are clipped to it.
+  for (const s of stats) {
+    if (!BOUNDED.has(s.metric)) continue;
+    s.lo = Math.max(0, s.lo);
+    s.hi = Math.min(1, s.hi);
+  }
   const em = new Map(stats.filter((s) => s.metric === 'em_effect' && s.group === 'all').map((s) => [key(s.world, s.examples, s.step), s]));
   for (const s of stats.filter((x) => x.metric === 'inoculation_efficacy')) {
     const e = em.get(key(s.world, s.examples, s.step));
