@@ -19,7 +19,7 @@ const backend = nativeBackendStatus().available ? 'native' : 'wasm';
 const promptOf = (domain: keyof typeof DOMAIN_LEXICON, i = 0) => `${capitalize(DOMAIN_LEXICON[domain].situations[i])}. ${capitalize(DOMAIN_LEXICON[domain].questions[0])}?`;
 
 function chat(args: string[], input: string) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/chat.ts', ...args], { cwd: ROOT, input, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 300_000 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/chat.ts', ...args], { cwd: ROOT, input, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 600_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -130,7 +130,7 @@ test('PyTorch: a GPT-2 written from the safetensors names alone gives the projec
     Array.from({ length: ck.config.model.block_size }, () => 3 + rng.int(vocab.size - 3)),
   ];
   const out = join(root, 'torch-logits.f32');
-  const r = spawnSync(python, [join(ROOT, 'src/interchange/gpt2_torch.py'), exported, '--out', out], { input: JSON.stringify(seqs), encoding: 'utf8', timeout: 300_000 });
+  const r = spawnSync(python, [join(ROOT, 'src/interchange/gpt2_torch.py'), exported, '--out', out], { input: JSON.stringify(seqs), encoding: 'utf8', timeout: 600_000 });
   assert.equal(r.status, 0, r.stderr);
   const theirs = new Float32Array(new Uint8Array(readFileSync(out)).buffer);
   const V = ck.config.model.vocab_size;
