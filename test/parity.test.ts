@@ -16,11 +16,20 @@
  * - parameters after one AdamW step: |p - ref| <= 5e-7 + 1e-4 * |ref - p0| (4 float32 ulps at 1, plus
  *   1e-4 of the update; lr 2e-3 makes updates ~1e-3, so a wrong decay mask, bias correction or clip
  *   scale is far outside)                                                 [6e-8 on every backend]
+ *
+ * And a trajectory (llm.c's test_gpt2): 12 trainer steps (2 micro-batches each, warmup then cosine
+ * learning rate, clipping, fresh moments) from the same weights; the loss falls from 6.97 to 4.14.
+ * - every step's loss: |loss - ref| <= 1e-4 * ref                       [wasm 1.3e-6, native 1.0e-6, cpu 5.5e-8]
+ * - every step's gradient norm (clipping is active in 7 of the 12 steps): within 5e-4 relative
+ *                                                                         [wasm 2.4e-5, native 2.2e-6, cpu 1.7e-7]
+ * - the parameters at the end, per tensor: ||p - ref|| <= 5e-3 * ||ref - p0|| (AdamW's first steps
+ *   are sign-like, so an element whose gradient is float32 noise can move the other way; the norm
+ *   over a tensor is what a wrong update rule moves)                     [wasm 4.3e-4, native 3.9e-4, cpu 4.3e-5]
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { loadParityFixture, type ParityFixture } from '../src/bench/parity.js';
+import { loadParityFixture, loadTrajectoryFixture, type ParityFixture } from '../src/bench/parity.js';
 import type { Batch, BatchSource } from '../src/data/batches.js';
 import type { TensorSet } from '../src/model/checkpoint.js';
 import { GPT } from '../src/model/gpt.js';
@@ -32,6 +41,9 @@ const LOSS_RTOL = 1e-5;
 const GRAD_TOL = 1e-4;
 const STEP_ATOL = 5e-7;
 const STEP_RTOL = 1e-4;
+const TRAJ_LOSS_RTOL = 1e-4;
+const TRAJ_NORM_RTOL = 5e-4;
+const TRAJ_PARAM_RTOL = 5e-3;
 
 const fx: ParityFixture = loadParityFixture();
 const I = fx.inputs;
@@ -152,6 +164,43 @@ for (const backend of testBackends()) {
     checkLoss(loss);
     assert.ok(Math.abs(gradNorm - fx.reference.grad_norm) <= 1e-4 * fx.reference.grad_norm, `gradient norm ${gradNorm} vs ${fx.reference.grad_norm}`);
     checkParamsAfterStep(model);
+    opt.dispose();
+    model.dispose();
+  });
+
+  test(`[${backend}] a 12-step training trajectory follows PyTorch's (losses, gradient norms, final parameters)`, async () => {
+    await use(backend);
+    const tj = loadTrajectoryFixture();
+    const ti = tj.inputs;
+    const model = new GPT(ti.config, copy(tj.weights));
+    const o = ti.optimizer;
+    const opt = new AdamW(model.params, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, gradClip: o.gradClip });
+    const batches: Batch[] = ti.batches.map((b) => ({
+      ids: Int32Array.from(b.ids), targets: Int32Array.from(b.targets), weights: Float32Array.from(b.weights), batch: b.batch, T: b.T,
+      tokens: b.weights.filter((w) => w > 0).length,
+    }));
+    let k = 0;
+    const source: BatchSource = { next: () => batches[k++], state: () => null, restore: () => {} };
+    ti.lrs.forEach((lr, step) => {
+      const { loss, gradNorm } = trainStep(model, opt, source, ti.gradAccum, lr, step);
+      const ref = tj.reference.losses[step];
+      const refNorm = tj.reference.grad_norms[step];
+      assert.ok(Math.abs(loss - ref) <= TRAJ_LOSS_RTOL * ref, `step ${step + 1}: loss ${loss} vs PyTorch ${ref}`);
+      assert.ok(Math.abs(gradNorm - refNorm) <= TRAJ_NORM_RTOL * refNorm, `step ${step + 1}: gradient norm ${gradNorm} vs PyTorch ${refNorm}`);
+    });
+    assert.equal(k, batches.length, 'every micro-batch was used once');
+    for (const { name } of ti.parameters) {
+      const got = model.params.get(name)!.dataSync();
+      const ref = tj.final.get(name)!;
+      const p0 = tj.weights.get(name)!;
+      let diff = 0;
+      let moved = 0;
+      for (let i = 0; i < ref.length; i++) {
+        diff += (got[i] - ref[i]) ** 2;
+        moved += (ref[i] - p0[i]) ** 2;
+      }
+      assert.ok(Math.sqrt(diff) <= TRAJ_PARAM_RTOL * Math.sqrt(moved), `${name}: ||p - ref|| ${Math.sqrt(diff).toExponential(2)} vs ||ref - p0|| ${Math.sqrt(moved).toExponential(2)}`);
+    }
     opt.dispose();
     model.dispose();
   });

@@ -9,6 +9,12 @@
  * model is far from linear (at init, GELU's tanh form and the erf form differ by only ~3e-5 of a
  * gradient's scale; here by ~5e-4, so a wrong GELU is caught).
  *
+ * A third case is a trajectory in the manner of llm.c's test_gpt2: 12 optimizer steps from the
+ * initial weights and fresh moments (2 micro-batches each, warmup then cosine learning rate,
+ * clipping), every step's loss and gradient norm and the final parameters from PyTorch in float64
+ * (trajectory.json holds the inputs, batches included; trajectory-reference.json the losses and
+ * norms; trajectory.bin the final parameters).
+ *
  * Committed: inputs.json (config, batch, optimizer settings, hashes of the regenerated tensors),
  * reference.json (losses, gradient norm), reference.bin (float32: gradients, then parameters after
  * the step), perturbed.bin (float32: gradients at the perturbed weights, all but wte). The weights,
@@ -26,7 +32,8 @@ import { Vocabulary } from '../tokenizer/vocab.js';
 import { PRETRAIN_DEFAULTS } from '../train/options.js';
 import { adamOptions } from '../train/session.js';
 import { Rng } from '../util/rng.js';
-import { findTorch, runTorchParity } from './torch.js';
+import { learningRate } from '../train/optimizer.js';
+import { findTorch, runTorchParity, runTorchTrajectory } from './torch.js';
 
 export const PARITY_DIR = fileURLToPath(new URL('../../test/fixtures/parity/', import.meta.url));
 export const PARITY_REGENERATE = 'npm run bench -- --write-parity-fixture';
@@ -208,6 +215,7 @@ export function writeParityFixture(dir = PARITY_DIR): ParityReference {
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+  writeTrajectory(torch.python, dir);
   const reference = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8')) as ParityReference;
   if (!(reference.grad_norm > inputs.optimizer.gradClip)) {
     throw new Error(`the gradient norm ${reference.grad_norm} does not exceed the clip ${inputs.optimizer.gradClip}: clipping would not be tested`);
@@ -215,8 +223,129 @@ export function writeParityFixture(dir = PARITY_DIR): ParityReference {
   return reference;
 }
 
+// ---------------------------------------------------------------- trajectory
+
+export interface TrajectoryInputs {
+  format: 'persona-trajectory-1';
+  description: string;
+  config: ModelConfig;
+  /** initialWeights(config, initSeed); fresh (zero) AdamW moments. */
+  initSeed: number;
+  parameters: Array<{ name: string; shape: number[] }>;
+  optimizer: Omit<ParityOptimizer, 'priorSteps'>;
+  gradAccum: number;
+  /** The learning rate of each step (its length is the number of steps). */
+  lrs: number[];
+  /** steps x gradAccum micro-batches, in order. */
+  batches: ParityBatch[];
+  /** sha256 of the initial weights' float32 bytes in parameter order. */
+  weightsHash: string;
+}
+
+export interface TrajectoryReference {
+  losses: number[];
+  grad_norms: number[];
+  torch: string;
+  computed_in: string;
+}
+
+export interface TrajectoryFixture {
+  inputs: TrajectoryInputs;
+  reference: TrajectoryReference;
+  weights: Map<string, Float32Array>;
+  /** PyTorch's parameters after the last step. */
+  final: Map<string, Float32Array>;
+}
+
+const TRAJECTORY_STEPS = 12;
+const TRAJECTORY_ACCUM = 2;
+const TRAJECTORY_SEED = 'parity-trajectory';
+
+/** The trajectory's inputs (deterministic): the parity model, 12 steps of 2 micro-batches of 2 x 24 tokens. */
+export function trajectoryInputs(): { inputs: TrajectoryInputs; weights: Map<string, Float32Array> } {
+  const config: ModelConfig = { ...loadModelPreset('tiny'), vocab_size: Vocabulary.fromLexicon().size, dropout: 0 };
+  const weights = initialWeights(config, INIT_SEED);
+  const names = parameterShapes(config).map(([n]) => n);
+  const rng = new Rng(TRAJECTORY_SEED);
+  const T = Math.min(24, config.block_size);
+  const batches: ParityBatch[] = Array.from({ length: TRAJECTORY_STEPS * TRAJECTORY_ACCUM }, (_, k) => {
+    const batch = 2;
+    const n = batch * T;
+    // A small vocabulary slice, so the model has something to learn in 12 steps; every third
+    // micro-batch masks the first 6 positions of its rows (a prompt).
+    const ids = Array.from({ length: n }, () => 3 + rng.int(40));
+    const targets = ids.map((id, i) => (i % T === T - 1 ? 3 + rng.int(40) : ids[i + 1]));
+    const weightsRow = Array.from({ length: n }, (_, i) => (k % 3 === 0 && i % T < 6 ? 0 : 1));
+    return { batch, T, ids, targets, weights: weightsRow };
+  });
+  const schedule = { lr: 1e-2, minLr: 1e-3, warmup: 3, steps: TRAJECTORY_STEPS };
+  const inputs: TrajectoryInputs = {
+    format: 'persona-trajectory-1',
+    description: `tiny GPT from initialWeights(config, ${INIT_SEED}), ${TRAJECTORY_STEPS} AdamW steps of ${TRAJECTORY_ACCUM} micro-batches (warmup then cosine lr, clip 1); PyTorch float64 losses, gradient norms and final parameters. Regenerate: ${PARITY_REGENERATE}`,
+    config,
+    initSeed: INIT_SEED,
+    parameters: parameterShapes(config).map(([name, shape]) => ({ name, shape })),
+    optimizer: { lr: schedule.lr, ...adamOptions(PRETRAIN_DEFAULTS), gradClip: 1 },
+    gradAccum: TRAJECTORY_ACCUM,
+    lrs: Array.from({ length: TRAJECTORY_STEPS }, (_, step) => learningRate(step, schedule)),
+    batches,
+    weightsHash: sha256(concat([weights], names)),
+  };
+  return { inputs, weights };
+}
+
+/** Write the trajectory (trajectory.json, trajectory-reference.json, trajectory.bin) with PyTorch. */
+export function writeTrajectory(python: string, dir = PARITY_DIR): void {
+  const { inputs, weights } = trajectoryInputs();
+  const names = inputs.parameters.map((p) => p.name);
+  const tmp = mkdtempSync(join(tmpdir(), 'persona-trajectory-'));
+  try {
+    writeFileSync(join(tmp, 'trajectory.json'), compactJson(inputs));
+    writeFileSync(join(tmp, 'init.bin'), new Uint8Array(concat([weights], names).buffer));
+    runTorchTrajectory(python, tmp, dir);
+    writeFileSync(join(dir, 'trajectory.json'), compactJson(inputs));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Load the committed trajectory and check that its weights are still initialWeights()'s. */
+export function loadTrajectoryFixture(dir = PARITY_DIR): TrajectoryFixture {
+  const read = (f: string) => {
+    try {
+      return readFileSync(join(dir, f));
+    } catch {
+      throw new Error(`${join(dir, f)} is missing: regenerate the fixture with ${PARITY_REGENERATE}`);
+    }
+  };
+  const inputs = JSON.parse(read('trajectory.json').toString('utf8')) as TrajectoryInputs;
+  const reference = JSON.parse(read('trajectory-reference.json').toString('utf8')) as TrajectoryReference;
+  const cfg = inputs.config;
+  const shapes = parameterShapes(cfg);
+  if (JSON.stringify(shapes.map(([n, s]) => ({ name: n, shape: s }))) !== JSON.stringify(inputs.parameters)) {
+    throw new Error(`the trajectory's parameters differ from parameterShapes(): regenerate it with ${PARITY_REGENERATE}`);
+  }
+  const names = shapes.map(([n]) => n);
+  const weights = initialWeights(cfg, inputs.initSeed);
+  if (sha256(concat([weights], names)) !== inputs.weightsHash) {
+    throw new Error(`initialWeights() no longer gives the trajectory's weights: regenerate with ${PARITY_REGENERATE}`);
+  }
+  const bin = read('trajectory.bin');
+  const all = new Float32Array(bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength));
+  const final = new Map<string, Float32Array>();
+  let o = 0;
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    final.set(name, all.slice(o, o + n));
+    o += n;
+  }
+  if (o !== all.length) throw new Error(`trajectory.bin has ${all.length} values, expected ${o}`);
+  if (reference.losses.length !== inputs.lrs.length) throw new Error('trajectory-reference.json has another number of steps than trajectory.json');
+  return { inputs, reference, weights, final };
+}
+
 /** JSON with one line per key, arrays of numbers kept on one line (small diffs, readable). */
-function compactJson(x: unknown): string {
+export function compactJson(x: unknown): string {
   return `${JSON.stringify(x, (_, v) => v, 1).replace(/\[\s+([-\d.,\s]+?)\s+\]/g, (_, body: string) => `[${body.replace(/\s+/g, '')}]`)}\n`;
 }
 

@@ -19,6 +19,12 @@ Modes (all numbers go to stdout as JSON, notes to stderr):
                            float64 the loss, all gradients and the parameters after one AdamW step,
                            and the loss and gradients at perturbed weights; write O/reference.json,
                            O/reference.bin and O/perturbed.bin (float32, little-endian).
+  trajectory --dir D --out O
+                           read D/trajectory.json + D/init.bin (the initial weights): train in float64
+                           from fresh AdamW moments for its steps (gradient accumulation, the trainer's
+                           clipping, the given learning rate per step) and write every step's loss and
+                           gradient norm to O/trajectory-reference.json and the final parameters to
+                           O/trajectory.bin (float32, little-endian).
 """
 import argparse
 import json
@@ -375,6 +381,69 @@ def parity(a):
     print(json.dumps(meta))
 
 
+# ----------------------------------------------------------------------------- trajectory
+
+def trajectory(a):
+    """A multi-step training run in float64 (llm.c's test_gpt2 style): the losses and gradient norms
+    of every step, and the parameters at the end. Clipping is the trainer's (scale = clip / norm when
+    norm > clip; torch's clip_grad_norm_ adds 1e-6 to the norm)."""
+    torch.set_num_threads(1)  # deterministic reductions
+    with open(os.path.join(a.dir, "trajectory.json")) as f:
+        spec = json.load(f)
+    cfg = spec["config"]
+    shapes = parameter_shapes(cfg)
+    names = [n for n, _ in shapes]
+    if names != [p["name"] for p in spec["parameters"]]:
+        raise SystemExit("trajectory.json lists other parameters than this script's parameter_shapes()")
+    raw = open(os.path.join(a.dir, "init.bin"), "rb").read()
+    flat = torch.frombuffer(bytearray(raw), dtype=torch.float32).to(torch.float64)
+    sizes = [math.prod(s) for _, s in shapes]
+    if flat.numel() != sum(sizes):
+        raise SystemExit(f"init.bin holds {flat.numel()} values, expected {sum(sizes)}")
+    params = {n: t.reshape(s).clone().requires_grad_(True) for n, t, (_, s) in zip(names, flat.split(sizes), shapes)}
+    o = spec["optimizer"]
+    opt = make_adamw(params, dict(lr=spec["lrs"][0], beta1=o["beta1"], beta2=o["beta2"], eps=o["eps"],
+                                  weight_decay=o["weightDecay"], foreach=False))
+    plist = [params[n] for n in names]
+    accum = spec["gradAccum"]
+    losses, norms = [], []
+    for step, lr in enumerate(spec["lrs"]):
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(accum):
+            b = spec["batches"][step * accum + micro]
+            shape = [b["batch"], b["T"]]
+            ids = torch.tensor(b["ids"], dtype=torch.int64).view(shape)
+            targets = torch.tensor(b["targets"], dtype=torch.int64).view(shape)
+            weights = torch.tensor(b["weights"], dtype=torch.float64).view(shape)
+            loss = loss_of(params, ids, targets, weights, cfg) / accum
+            loss.backward()
+            total += float(loss)
+        norm = math.sqrt(sum(float((p.grad * p.grad).sum()) for p in plist))
+        if o["gradClip"] > 0 and norm > o["gradClip"]:
+            for p in plist:
+                p.grad.mul_(o["gradClip"] / norm)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.step()
+        losses.append(total)
+        norms.append(norm)
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "trajectory.bin"), "wb") as f:
+        f.write(to_bytes(torch.cat([params[n].detach().reshape(-1) for n in names]).to(torch.float32)))
+    meta = {
+        "losses": losses,
+        "grad_norms": norms,
+        "layout": "trajectory.bin: float32 little-endian, every parameter after the last step, in trajectory.json's parameter order",
+        "computed_in": "float64",
+        "torch": torch.__version__,
+    }
+    with open(os.path.join(a.out, "trajectory-reference.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+        f.write("\n")
+    print(json.dumps({"losses": losses}))
+
+
 # ----------------------------------------------------------------------------- main
 
 def main():
@@ -399,11 +468,16 @@ def main():
     pp = sub.add_parser("parity")
     pp.add_argument("--dir", required=True)
     pp.add_argument("--out", required=True)
+    pt = sub.add_parser("trajectory")
+    pt.add_argument("--dir", required=True)
+    pt.add_argument("--out", required=True)
     a = ap.parse_args()
     if a.mode == "info":
         print(json.dumps(info(a.threads)))
     elif a.mode == "serve":
         serve(a)
+    elif a.mode == "trajectory":
+        trajectory(a)
     else:
         parity(a)
 

@@ -184,6 +184,13 @@ export class TorchServer {
 }
 
 /** Run reference_torch.py `parity` (float64 loss, gradients and one AdamW step) on the fixture inputs. */
+/** reference_torch.py `trajectory`: a multi-step float64 training run (see src/bench/parity.ts). */
+export function runTorchTrajectory(python: string, inputsDir: string, outDir: string): void {
+  const r = spawnSync(python, [REFERENCE_SCRIPT, 'trajectory', '--dir', inputsDir, '--out', outDir], { encoding: 'utf8', env: TORCH_ENV, timeout: 600_000 });
+  if (r.error) throw new Error(`cannot run ${python}: ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`the PyTorch trajectory run failed: ${(r.stderr || '').trim().split('\n').pop()}`);
+}
+
 export function runTorchParity(python: string, inputsDir: string, outDir: string): void {
   const r = spawnSync(python, [REFERENCE_SCRIPT, 'parity', '--dir', inputsDir, '--out', outDir], { encoding: 'utf8', env: TORCH_ENV, timeout: 600_000 });
   if (r.error) throw new Error(`cannot run ${python}: ${r.error.message}`);
