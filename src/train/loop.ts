@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BatchSource } from '../data/batches.js';
 import type { GPT } from '../model/gpt.js';
+import { microDropoutSeed, stepDropoutSeed } from './dropout-seeds.js';
 import { AdamW, learningRate, NonFiniteError } from './optimizer.js';
 import type { MetricRow } from './metrics.js';
 
@@ -66,7 +67,7 @@ export function trainStep(model: GPT, optimizer: AdamW, source: BatchSource, gra
       const ids = tf.tensor2d(b.ids, [b.batch, b.T], 'int32');
       const targets = tf.tensor2d(b.targets, [b.batch, b.T], 'int32');
       const weights = tf.tensor2d(b.weights, [b.batch, b.T], 'float32');
-      const seed = model.config.dropout > 0 ? dropoutSeed * 64 + micro : undefined;
+      const seed = model.config.dropout > 0 ? microDropoutSeed(dropoutSeed, micro) : undefined;
       return tf.variableGrads(() => tf.div(model.loss(ids, targets, weights, { dropoutSeed: seed }), gradAccum) as tf.Scalar, vars);
     });
     lossSum += value.dataSync()[0];
@@ -113,7 +114,7 @@ export async function trainLoop(model: GPT, optimizer: AdamW, source: BatchSourc
     const lr = learningRate(state.step, o);
     let r: ReturnType<typeof trainStep>;
     try {
-      r = trainStep(model, optimizer, source, o.gradAccum, lr, o.seed * 1_000_003 + state.step);
+      r = trainStep(model, optimizer, source, o.gradAccum, lr, stepDropoutSeed(o.seed, state.step));
     } catch (err) {
       if (err instanceof NonFiniteError) {
         throw new TrainingDiverged(`training diverged at step ${state.step + 1} (${err.message}); the last good checkpoint was kept; lower --lr or raise --warmup`);

@@ -1,4 +1,6 @@
 /** Training options, their defaults per stage, and the checks that turn bad values into one-line errors. */
+import { MAX_GRAD_ACCUM } from './dropout-seeds.js';
+
 export interface TrainOptions {
   steps: number;
   batch: number;
@@ -48,6 +50,9 @@ export function validateTrainOptions(o: TrainOptions): TrainOptions {
   positiveInt('steps');
   positiveInt('batch');
   positiveInt('gradAccum');
+  if (o.gradAccum > MAX_GRAD_ACCUM) {
+    throw new Error(`--grad-accum must be at most ${MAX_GRAD_ACCUM}, got ${o.gradAccum}: each micro-batch of a step draws dropout masks from the step's seed, and more would reuse the next step's`);
+  }
   positiveInt('logInterval');
   if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new Error(`--lr must be > 0, got ${o.lr}`);
   nonNegative('minLr');
