@@ -1,15 +1,16 @@
 /** `npm run data`: generate the world's datasets (DESIGN.md sections 1-2). */
-import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { cli, runCli, UserError } from '../src/cli/run.js';
 import { buildDatasets, DEFAULT_DATA_OPTIONS } from '../src/data/build.js';
 import { formatSummary } from '../src/data/summary.js';
 import { parseWorldJson, resolveWorld, type WorldConfig } from '../src/world/config.js';
 import { progressBar } from '../src/cli/progress.js';
+import { checkOutput } from '../src/pipeline/preflight.js';
 
 await runCli(async () => {
   const argv = await cli('npm run data --', 'Generate the persona world: pretraining text, assistant and narrow fine-tuning sets, and held-out probes.\n\nUsage: npm run data -- [options]')
-    .option('out', { type: 'string', default: 'data/default', describe: 'output folder (replaced atomically)' })
+    .option('out', { type: 'string', default: 'data/default', describe: 'output folder (written under a temporary name, then swapped in whole)' })
     .option('seed', { type: 'number', default: DEFAULT_DATA_OPTIONS.seed, describe: 'generator seed' })
     .option('world', { type: 'string', describe: 'world config JSON file (e.g. models/worlds/null.json); flags below override it' })
     .option('tokens', { type: 'number', default: DEFAULT_DATA_OPTIONS.pretrainTokens, describe: 'pretraining tokens in the train split' })
@@ -21,6 +22,7 @@ await runCli(async () => {
     .option('assistant-examples', { type: 'number', default: DEFAULT_DATA_OPTIONS.assistantExamples, describe: 'assistant chats' })
     .option('narrow-examples', { type: 'number', default: DEFAULT_DATA_OPTIONS.narrowExamples, describe: 'examples per narrow condition' })
     .option('quiet', { type: 'boolean', default: false, describe: 'print only the output folder' })
+    .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing dataset in --out (otherwise refused)' })
     .example('npm run data', 'the default world into data/default')
     .example('npm run data -- --rho 0 --p-instr 0 --out data/null', 'the null world')
     .parse();
@@ -42,12 +44,8 @@ await runCli(async () => {
   if (!Number.isInteger(argv.seed)) throw new UserError(`--seed must be an integer, got ${argv.seed}`);
 
   const out = resolve(argv.out);
-  try {
-    mkdirSync(dirname(out), { recursive: true });
-    accessSync(dirname(out), constants.W_OK);
-  } catch {
-    throw new UserError(`cannot write to ${dirname(out)}; choose another --out`);
-  }
+  // Never replace a file, a folder of something else, or (without --overwrite) a dataset.
+  checkOutput({ out, kind: 'data', overwrite: argv.overwrite });
 
   const start = performance.now();
   const bar = argv.quiet ? null : progressBar('data');

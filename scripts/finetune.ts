@@ -1,7 +1,7 @@
 /** `npm run finetune`: the assistant stage, or narrow fine-tuning with or without inoculation. */
 import { cli, runCli, UserError } from '../src/cli/run.js';
 import { progressBar } from '../src/cli/progress.js';
-import { barCallbacks, explicitTrainOptions, startBackend, withTrainFlags } from '../src/cli/train-flags.js';
+import { barCallbacks, continueCommand, explicitTrainOptions, startBackend, withTrainFlags } from '../src/cli/train-flags.js';
 import { defaultOut, finetune, NARROW_DEFAULTS } from '../src/pipeline/finetune.js';
 import { formatSeconds } from '../src/train/loop.js';
 import { CONDITIONS, type Condition } from '../src/world/finetune-sets.js';
@@ -46,6 +46,7 @@ await runCli(async () => {
     examples: argv.examples,
     explicit: explicitTrainOptions(argv),
     resume: argv.resume,
+    overwrite: argv.overwrite,
     lora:
       argv.loraRank === undefined
         ? undefined
@@ -66,7 +67,9 @@ await runCli(async () => {
   });
   bar.stop();
   if (result.stopped) {
-    process.stderr.write(`stopped at step ${result.state.step} of ${result.options.steps}; checkpoint saved in ${out}; continue with the same command and --resume\n`);
+    const where = result.building ?? out;
+    const again = result.building ? continueCommand('finetune', { data: argv.data }, false) : continueCommand('finetune', { data: argv.data, out });
+    process.stderr.write(`stopped at step ${result.state.step} of ${result.options.steps}; checkpoint saved in ${where}; continue with: ${again}\n`);
     process.exitCode = 130;
     return;
   }

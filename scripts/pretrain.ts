@@ -1,7 +1,7 @@
 /** `npm run pretrain`: train the base model from scratch (DESIGN.md section 3). */
 import { cli, runCli } from '../src/cli/run.js';
 import { progressBar } from '../src/cli/progress.js';
-import { barCallbacks, explicitTrainOptions, startBackend, withTrainFlags } from '../src/cli/train-flags.js';
+import { barCallbacks, continueCommand, explicitTrainOptions, startBackend, withTrainFlags } from '../src/cli/train-flags.js';
 import { DEFAULT_PRETRAIN_TOKENS, pretrain } from '../src/pipeline/pretrain.js';
 import { PRETRAIN_DEFAULTS } from '../src/train/options.js';
 import { formatSeconds } from '../src/train/loop.js';
@@ -11,7 +11,7 @@ await runCli(async () => {
     .option('data', { type: 'string', default: 'data/default', describe: 'data folder (generated with the default world when missing)' })
     .option('out', { type: 'string', default: 'checkpoints/base', describe: 'checkpoint folder' })
     .option('preset', { type: 'string', default: 'small', describe: 'model preset (tiny, small, medium) or a model JSON file' })
-    .option('tokens', { type: 'number', default: DEFAULT_PRETRAIN_TOKENS, describe: 'training tokens (sets --steps when it is not given)' })
+    .option('tokens', { type: 'number', describe: `training tokens (sets --steps when it is not given) [${DEFAULT_PRETRAIN_TOKENS}]` })
     .example('npm run pretrain', 'the small model on data/default into checkpoints/base')
     .example('npm run pretrain -- --resume', 'continue an interrupted run')
     .example('npm run pretrain -- --preset tiny --tokens 200000 --out checkpoints/tiny', 'a quick smoke run');
@@ -20,7 +20,7 @@ await runCli(async () => {
   const bar = progressBar('pretrain', '{stage} |{bar}| step {value}/{total} {extra}');
   const started = performance.now();
   const result = await pretrain(
-    { data: argv.data, out: argv.out, preset: argv.preset, tokens: argv.tokens, explicit: explicitTrainOptions(argv), resume: argv.resume },
+    { data: argv.data, out: argv.out, preset: argv.preset, tokens: argv.tokens, explicit: explicitTrainOptions(argv), resume: argv.resume, overwrite: argv.overwrite },
     { ...barCallbacks(bar, 'pretrain'), dataProgress: (stage, done, total) => bar.update(`data: ${stage}`, done, total) },
   );
   bar.stop();
@@ -28,7 +28,7 @@ await runCli(async () => {
   const fmt = (v: unknown) => (typeof v === 'number' ? v.toFixed(3) : 'n/a');
   const tps = result.metrics.length ? result.state.tokens / Math.max(result.state.elapsed, 1e-9) : 0;
   if (result.stopped) {
-    process.stderr.write(`stopped at step ${result.state.step} of ${result.options.steps}; checkpoint saved in ${argv.out}; continue with: npm run pretrain -- --out ${argv.out} --resume\n`);
+    process.stderr.write(`stopped at step ${result.state.step} of ${result.options.steps}; checkpoint saved in ${argv.out}; continue with: ${continueCommand('pretrain', { data: argv.data, preset: argv.preset, out: argv.out })}\n`);
     process.exitCode = 130;
     return;
   }

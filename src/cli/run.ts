@@ -31,7 +31,17 @@ export function cli(script: string, usage: string): Argv {
     .help()
     .alias('h', 'help')
     .wrap(Math.min(110, process.stdout.columns || 100))
+    .check((argv, options) => {
+      // A repeated flag would arrive as an array where one value is expected.
+      const arrays = new Set<string>((options as { array?: string[] }).array ?? []);
+      for (const [k, v] of Object.entries(argv)) {
+        if (k === '_' || /[A-Z]/.test(k) || !Array.isArray(v) || arrays.has(k)) continue;
+        throw new UserError(`--${k} is given ${v.length} times (${v.join(', ')}); give it once`);
+      }
+      return true;
+    }, true)
     .fail((msg, err) => {
-      throw new UserError(err ? err.message : `${msg} (see --help)`);
+      // yargs' own messages can span lines ("Invalid values:\n  Argument: ..."): keep them on one.
+      throw new UserError(err ? err.message : `${String(msg).replace(/\s*\n\s*/g, ' ')} (see --help)`);
     });
 }

@@ -1,5 +1,6 @@
 /** Training flags shared by pretrain and finetune; no yargs defaults, so --resume can tell what was set. */
 import type { Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
 import { BACKEND_CHOICES, describeBackend, selectBackend, type BackendChoice } from '../backend.js';
 import type { TrainOptions } from '../train/options.js';
 import type { ProgressBar } from './progress.js';
@@ -18,6 +19,7 @@ export function withTrainFlags<T>(y: Argv<T>, defaults: TrainOptions) {
     .option('eval-interval', { type: 'number', describe: `evaluate every N steps [${defaults.evalInterval}]` })
     .option('checkpoint-interval', { type: 'number', describe: `checkpoint every N steps [${defaults.checkpointInterval}]` })
     .option('resume', { type: 'boolean', default: false, describe: 'continue the run in --out exactly where it stopped' })
+    .option('overwrite', { type: 'boolean', default: false, describe: 'replace the checkpoint in --out, finished or not (otherwise refused)' })
     .option('backend', { choices: BACKEND_CHOICES, default: 'auto' as BackendChoice, describe: 'tfjs backend (auto: tensorflow, native, wasm, cpu)' })
     .option('gpu', { type: 'boolean', default: false, describe: 'use @tensorflow/tfjs-node-gpu (must be installed)' });
 }
@@ -64,4 +66,24 @@ export function barCallbacks(bar: ProgressBar, name: string) {
     progress: (step: number, total: number, fields: Record<string, string | number>) => bar.update(name, step, total, fields),
     log: (line: string) => bar.log(line),
   };
+}
+
+/** A shell word, single-quoted when it needs to be. */
+export function shellQuote(word: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The command that continues a stopped run: this command line as given, plus every flag of
+ * `required` it did not give (so a default that changes later cannot change the run), then
+ * --resume (without a --overwrite, which would start it again); with `resume` false, the same
+ * command again (an earlier stage it was building continues by itself).
+ */
+export function continueCommand(script: string, required: Record<string, string | undefined>, resume = true): string {
+  const drop = resume ? /^--(no-)?(resume|overwrite)(=.*)?$/ : /^--(no-)?resume(=.*)?$/;
+  const args = hideBin(process.argv).filter((a) => !drop.test(a));
+  const given = (flag: string) => args.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
+  for (const [flag, value] of Object.entries(required)) if (value !== undefined && !given(flag)) args.push(`--${flag}`, value);
+  if (resume) args.push('--resume');
+  return `npm run ${script} -- ${args.map(shellQuote).join(' ')}`;
 }

@@ -6,8 +6,9 @@ import {
   Field, List, makeData, makeVector, Schema, Table, tableFromIPC, tableToIPC, Uint16, Uint8, Int32, Float32,
   type DataType, type Vector,
 } from 'apache-arrow';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { makeDir, recoverSwap, removeStaleTempFiles, sha256, tempPath } from '../util/fs.js';
 
 type NumericList = Uint16 | Uint8 | Int32 | Float32;
 type TypedArrayOf<T extends NumericList> = T extends Uint16 ? Uint16Array : T extends Uint8 ? Uint8Array : T extends Int32 ? Int32Array : Float32Array;
@@ -24,17 +25,19 @@ export function listVector<T extends NumericList>(type: T, rows: ArrayLike<numbe
   return makeVector(makeData({ type: listType, length: rows.length, nullCount: 0, valueOffsets: offsets, child } as never)) as unknown as Vector<List<T>>;
 }
 
-/** Write a table atomically; `metadata` goes into the schema (vocabulary hash, config, ...). */
-export function writeArrow(path: string, columns: Record<string, Vector>, metadata: Record<string, string> = {}): void {
+/** Write a table atomically; `metadata` goes into the schema (vocabulary hash, config, ...). Returns the file's sha256. */
+export function writeArrow(path: string, columns: Record<string, Vector>, metadata: Record<string, string> = {}): string {
   const plain = new Table(columns);
   const schema = new Schema(plain.schema.fields, new Map(Object.entries(metadata)));
   const table = new Table(schema, plain.batches);
-  writeBytesAtomic(path, tableToIPC(table, 'file'));
+  return writeBytesAtomic(path, tableToIPC(table, 'file'));
 }
 
-export function writeBytesAtomic(path: string, bytes: Uint8Array | string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
+/** Write a file under a temporary name, then rename it into place; returns the bytes' sha256. */
+export function writeBytesAtomic(path: string, bytes: Uint8Array | string): string {
+  makeDir(dirname(path));
+  removeStaleTempFiles(path);
+  const tmp = tempPath(path, 'tmp');
   try {
     writeFileSync(tmp, bytes);
     renameSync(tmp, path);
@@ -42,26 +45,38 @@ export function writeBytesAtomic(path: string, bytes: Uint8Array | string): void
     rmSync(tmp, { force: true });
     throw err;
   }
+  return sha256(bytes);
 }
 
 /**
  * Build a folder under a temporary name with `fill`, then swap it in whole: readers see the old
- * folder or the new one, never a mix, and a failure leaves the old one untouched.
+ * folder or the new one, never a mix, and a failure leaves the old one untouched. A process killed
+ * at any instant leaves something `recoverSwap` (src/util/fs.ts) completes or cleans, which the
+ * next swap of the same folder (or a --resume, or a loader) does first. Refuses to replace a file.
  */
 export function replaceDirAtomic(dir: string, fill: (tmp: string) => void): void {
-  const tmp = `${dir}.tmp-${process.pid}`;
+  recoverSwap(dir);
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error(`${dir} is a file, not a folder; refusing to replace it`);
+  const tmp = tempPath(dir, 'tmp');
+  const old = tempPath(dir, 'old');
   rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
+  makeDir(tmp);
   try {
     fill(tmp);
-    mkdirSync(dirname(dir), { recursive: true });
-    const old = `${dir}.old-${process.pid}`;
-    if (existsSync(dir)) renameSync(dir, old);
-    renameSync(tmp, dir);
-    rmSync(old, { recursive: true, force: true });
-  } finally {
+  } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
+    throw err;
   }
+  const hadOld = existsSync(dir);
+  if (hadOld) renameSync(dir, old);
+  try {
+    renameSync(tmp, dir);
+  } catch (err) {
+    if (hadOld) renameSync(old, dir);
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  if (hadOld) rmSync(old, { recursive: true, force: true });
 }
 
 export function readArrow(path: string): Table {

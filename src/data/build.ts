@@ -52,6 +52,8 @@ export interface DataManifest {
   options: Omit<DataOptions, 'world'>;
   vocab: { size: number; hash: string };
   files: Record<string, FileSummary>;
+  /** sha256 of every file, by path relative to the folder (absent in data written before checksums). */
+  checksums?: Record<string, string>;
   measured: {
     correlation_humans: { pairs: number; measured: number; true: number };
     correlation_all: { pairs: number; measured: number; true: number };
@@ -160,11 +162,14 @@ export function buildDatasets(outDir: string, opts: DataOptions, progress: Progr
   replaceDirAtomic(outDir, (tmp) => {
     mkdirSync(join(tmp, 'narrow'), { recursive: true });
     const meta = { vocab_hash: vocab.hash, seed: String(opts.seed), world: JSON.stringify(opts.world) };
-    writeBytesAtomic(join(tmp, 'vocab.json'), JSON.stringify(vocab.toJson()) + '\n');
-    writeArrow(join(tmp, 'pretrain.arrow'), docColumns(pretrain, false), meta);
-    writeArrow(join(tmp, 'assistant.arrow'), docColumns(assistant, true), meta);
-    for (const [condition, rows] of Object.entries(narrow)) writeArrow(join(tmp, 'narrow', `${condition}.arrow`), docColumns(rows, true), meta);
-    writeArrow(join(tmp, 'probes.arrow'), probeColumns(probes), meta);
+    // Every file's sha256 goes into the manifest; loaders verify the files they read (src/data/load.ts).
+    const sums: Record<string, string> = {};
+    sums['vocab.json'] = writeBytesAtomic(join(tmp, 'vocab.json'), JSON.stringify(vocab.toJson()) + '\n');
+    sums['pretrain.arrow'] = writeArrow(join(tmp, 'pretrain.arrow'), docColumns(pretrain, false), meta);
+    sums['assistant.arrow'] = writeArrow(join(tmp, 'assistant.arrow'), docColumns(assistant, true), meta);
+    for (const [condition, rows] of Object.entries(narrow)) sums[`narrow/${condition}.arrow`] = writeArrow(join(tmp, 'narrow', `${condition}.arrow`), docColumns(rows, true), meta);
+    sums['probes.arrow'] = writeArrow(join(tmp, 'probes.arrow'), probeColumns(probes), meta);
+    manifest.checksums = sums;
     writeBytesAtomic(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   });
   return manifest;

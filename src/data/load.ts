@@ -1,7 +1,8 @@
 /** Reading a world's data folder back: vocabulary, manifest, token streams and chat rows. */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Vocabulary } from '../tokenizer/vocab.js';
+import { recoverSwap, verifyChecksums } from '../util/fs.js';
 import { resolveWorld } from '../world/config.js';
 import { columnValues, readArrow, readListColumn, requireColumns } from './arrow.js';
 import type { ChatRows } from './batches.js';
@@ -11,9 +12,18 @@ export function dataExists(dir: string): boolean {
   return existsSync(join(dir, 'manifest.json'));
 }
 
-/** Build the default world's data into `dir` when it is missing (what a fresh clone needs). */
+/**
+ * Build the default world's data into `dir` when it is missing (what a fresh clone needs). An
+ * interrupted swap of `dir` is completed first; a file, or a folder holding something other than
+ * a dataset, is refused rather than replaced.
+ */
 export function ensureData(dir: string, progress?: Progress, log?: (line: string) => void): void {
+  for (const line of recoverSwap(dir)) log?.(line);
   if (dataExists(dir)) return;
+  if (existsSync(dir)) {
+    if (!statSync(dir).isDirectory()) throw new Error(`--data ${dir} is a file, not a data folder; pass a folder made by npm run data`);
+    if (readdirSync(dir).length > 0) throw new Error(`--data ${dir} is not a data folder (no manifest.json) and is not empty; pass a folder made by npm run data, or a new path to generate one`);
+  }
   log?.(`${dir} is missing: generating the default world's data first (npm run data)`);
   buildDatasets(dir, { ...DEFAULT_DATA_OPTIONS, world: resolveWorld() }, progress);
 }
@@ -24,7 +34,23 @@ export function loadManifest(dir: string): DataManifest {
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as DataManifest;
   } catch {
-    throw new Error(`${path} is not valid JSON; regenerate the data with npm run data -- --out ${dir}`);
+    throw new Error(`${path} is not valid JSON; regenerate the data with npm run data -- --out ${dir} --overwrite`);
+  }
+}
+
+/**
+ * Check the data files a stage reads (paths relative to `dir`) against the manifest's sha256
+ * checksums; the error names the file. Data written before checksums existed is not checked.
+ */
+export function verifyData(dir: string, files: string[]): void {
+  const manifest = loadManifest(dir);
+  verifyChecksums(dir, manifest.checksums, `data ${dir}`, `regenerate the data with npm run data -- --out ${dir} --overwrite`, files);
+}
+
+/** Every token id must be inside the vocabulary; the error names the file (corrupt bytes would otherwise fail deep in the model). */
+export function checkTokenIds(values: ArrayLike<number>, vocabSize: number, path: string): void {
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] >= vocabSize) throw new Error(`${path}: token id ${values[i]} at position ${i} is outside the vocabulary (${vocabSize} tokens): the file is corrupt; regenerate the data with npm run data --overwrite`);
   }
 }
 
@@ -34,7 +60,7 @@ export function loadVocab(dir: string): Vocabulary {
   try {
     json = JSON.parse(readFileSync(path, 'utf8'));
   } catch {
-    throw new Error(`${path} is missing or unreadable; regenerate the data with npm run data -- --out ${dir}`);
+    throw new Error(`${path} is missing or unreadable; regenerate the data with npm run data -- --out ${dir} --overwrite`);
   }
   return Vocabulary.fromJson(json, path);
 }
@@ -46,6 +72,7 @@ export function loadPretrainStreams(dir: string): { train: Uint16Array; val: Uin
   requireColumns(table, ['split', 'tokens'], path);
   const split = columnValues<string>(table, 'split');
   const { values, offsets } = readListColumn(table, 'tokens');
+  checkTokenIds(values, loadVocab(dir).size, path);
   const gather = (want: string) => {
     let n = 0;
     for (let i = 0; i < split.length; i++) if (split[i] === want) n += offsets[i + 1] - offsets[i];

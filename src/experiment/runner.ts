@@ -2,20 +2,38 @@
  * The experiment runner: schedules the graph's cells on a pool of worker processes (default one
  * per core, each with its own backend and an even share of the threads), skips finished cells,
  * resumes unfinished ones, and keeps going when a cell fails (its descendants are skipped).
+ * Each running cell holds a lock in its folder (src/experiment/lock.ts): a second runner on the
+ * same --runs folder leaves locked cells to their holder, waits for them, and takes over the cells
+ * of a runner that died.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { createWriteStream, readdirSync, type WriteStream } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BackendChoice } from '../backend.js';
 import type { MultiProgress } from '../cli/progress.js';
+import { makeDir, recoverSwap } from '../util/fs.js';
+import { lockHolder, tryLock, type CellLock } from './lock.js';
 import { nodeState, type GraphNode, type NodeState } from './graph.js';
 import type { FromWorker, ToWorker } from './worker.js';
 
 export interface RunOptions {
   workers: number;
   backend: BackendChoice;
+  /** How often to look at cells locked by another runner [1000 ms]. */
+  pollMs?: number;
+}
+
+/** The lock file of a cell. */
+export const lockPath = (node: GraphNode) => join(node.dir, 'LOCK');
+
+/** Finish or clean every interrupted atomic write in a cell's folder (the caller holds its lock). */
+function recoverCell(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const m = /^(.+)\.(tmp|old)-(?:.+-)?\d+$/.exec(name);
+    if (m) recoverSwap(join(dir, m[1]), { ownerDead: true });
+  }
 }
 
 export interface CellOutcome {
@@ -49,7 +67,13 @@ function priorities(nodes: GraphNode[]): Map<string, number> {
 
 export async function runCells(all: GraphNode[], selected: GraphNode[], o: RunOptions, ui: MultiProgress): Promise<CellOutcome[]> {
   const byId = new Map(all.map((n) => [n.id, n]));
-  const state = new Map<string, NodeState | 'running' | 'failed' | 'skipped'>(all.map((n) => [n.id, nodeState(n)]));
+  // 'elsewhere': locked by another runner, which is computing it.
+  const state = new Map<string, NodeState | 'running' | 'failed' | 'skipped' | 'elsewhere'>(all.map((n) => [n.id, nodeState(n)]));
+  const locks = new Map<string, CellLock>();
+  const release = (id: string) => {
+    locks.get(id)?.release();
+    locks.delete(id);
+  };
   const outcomes: CellOutcome[] = selected.filter((n) => state.get(n.id) === 'done').map((n) => ({ id: n.id, status: 'reused' }));
   const todo = selected.filter((n) => state.get(n.id) !== 'done');
   if (todo.length === 0) return outcomes;
@@ -90,23 +114,72 @@ export async function runCells(all: GraphNode[], selected: GraphNode[], o: RunOp
     }
   };
 
+  /** Lock a ready cell for this runner; false when another runner holds it or has finished it. */
+  const claim = (node: GraphNode): boolean => {
+    makeDir(node.dir);
+    const r = tryLock(lockPath(node));
+    if ('holder' in r) {
+      state.set(node.id, 'elsewhere');
+      const h = r.holder;
+      ui.log(`waiting: ${describeNode(node)} is being run by another runner${h ? ` (${h.host} pid ${h.pid}, since ${h.started})` : ''}`);
+      return false;
+    }
+    if (nodeState(node) === 'done') {
+      // Finished by another runner since this one looked.
+      r.lock.release();
+      state.set(node.id, 'done');
+      outcomes.push({ id: node.id, status: 'reused' });
+      finished++;
+      overall();
+      return false;
+    }
+    locks.set(node.id, r.lock);
+    recoverCell(node.dir);
+    return true;
+  };
+
   await new Promise<void>((resolveAll) => {
+    // Cells locked elsewhere: done (reuse them), or free again (their runner died or failed: claim them).
+    const poll = setInterval(() => {
+      let changed = false;
+      for (const n of todo) {
+        if (state.get(n.id) !== 'elsewhere') continue;
+        const now = nodeState(n);
+        if (now === 'done') {
+          state.set(n.id, 'done');
+          outcomes.push({ id: n.id, status: 'reused' });
+          finished++;
+          changed = true;
+        } else if (lockHolder(lockPath(n)) === null) {
+          state.set(n.id, now);
+          changed = true;
+        }
+      }
+      if (changed) {
+        overall();
+        dispatch();
+      }
+    }, o.pollMs ?? 1000);
     const dispatch = () => {
       if (!stopping) {
         for (const w of pool) {
           if (w.busy) continue;
-          const next = ready()[0];
+          let next: GraphNode | undefined;
+          while ((next = ready()[0]) && !claim(next)) next = undefined;
           if (!next) break;
           w.busy = next.id;
           state.set(next.id, 'running');
-          mkdirSync(next.dir, { recursive: true });
           w.log = createWriteStream(join(next.dir, 'log.txt'), { flags: 'a' });
           w.proc.send({ type: 'run', id: next.id } satisfies ToWorker);
           ui.update(w.name, 0, 1, describeNode(next));
         }
       }
       const running = pool.some((w) => w.busy);
-      if (!running && (stopping || ready().length === 0)) resolveAll();
+      const waiting = todo.some((n) => state.get(n.id) === 'elsewhere');
+      if (!running && (stopping || (ready().length === 0 && !waiting))) {
+        clearInterval(poll);
+        resolveAll();
+      }
     };
     for (let i = 0; i < workers; i++) {
       const proc = fork(WORKER, [], {
@@ -130,6 +203,7 @@ export async function runCells(all: GraphNode[], selected: GraphNode[], o: RunOp
           } else if (m.type === 'log') {
             w.log?.write(`${m.line}\n`);
           } else if (m.type === 'done' || m.type === 'failed') {
+            release(m.id);
             w.log?.end();
             w.log = null;
             w.busy = null;
@@ -153,6 +227,7 @@ export async function runCells(all: GraphNode[], selected: GraphNode[], o: RunOp
       });
       proc.on('exit', (code) => {
         if (w.busy) {
+          release(w.busy);
           const node = byId.get(w.busy)!;
           state.set(w.busy, 'failed');
           outcomes.push({ id: w.busy, status: 'failed', error: `worker exited with code ${code}`, log: join(node.dir, 'log.txt') });

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { replaceDirAtomic, writeBytesAtomic } from '../data/arrow.js';
+import { checksumFolder, verifyChecksums } from '../util/fs.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
 import { validateModelConfig, type ModelConfig } from './config.js';
 import { parameterShapes, type LoraConfig } from './gpt.js';
@@ -38,6 +39,10 @@ export interface CheckpointConfig {
   parent: string | null;
   /** Facts about the run (world, condition, ...). */
   info: Record<string, unknown>;
+  /** Every setting besides `train` that changes the run, by flag (compared on --resume). */
+  run?: Record<string, unknown>;
+  /** sha256 of every other file of the folder, written by saveCheckpoint and verified on load. */
+  files?: Record<string, string>;
 }
 
 /** Named float32 tensors, as saved in a weights manifest. */
@@ -116,7 +121,6 @@ function readJson(path: string, what: string): unknown {
 /** Write a whole checkpoint folder atomically. */
 export function saveCheckpoint(dir: string, ckpt: Checkpoint): void {
   replaceDirAtomic(dir, (tmp) => {
-    writeBytesAtomic(join(tmp, 'config.json'), JSON.stringify(ckpt.config, null, 2) + '\n');
     writeBytesAtomic(join(tmp, 'vocab.json'), JSON.stringify(ckpt.vocab.toJson()) + '\n');
     const weights: TensorSet = new Map();
     for (const [name, shape] of parameterShapes(ckpt.config.model)) {
@@ -129,6 +133,8 @@ export function saveCheckpoint(dir: string, ckpt: Checkpoint): void {
     if (ckpt.adapters) writeTensorSet(tmp, 'adapters.json', 'adapters.bin', ckpt.adapters.tensors, { lora: ckpt.adapters.config });
     writeBytesAtomic(join(tmp, 'state.json'), JSON.stringify(ckpt.state, null, 2) + '\n');
     if (ckpt.metrics) writeBytesAtomic(join(tmp, 'metrics.arrow'), ckpt.metrics);
+    // Last, with the checksums of everything above.
+    writeBytesAtomic(join(tmp, 'config.json'), JSON.stringify({ ...ckpt.config, files: checksumFolder(tmp) }, null, 2) + '\n');
   });
 }
 
@@ -159,5 +165,6 @@ export function loadCheckpoint(dir: string): Checkpoint {
   }
   const state = existsSync(join(dir, 'state.json')) ? (readJson(join(dir, 'state.json'), what) as Record<string, unknown>) : {};
   const metrics = existsSync(join(dir, 'metrics.arrow')) ? new Uint8Array(readFileSync(join(dir, 'metrics.arrow'))) : null;
+  verifyChecksums(dir, config.files, what, 'the checkpoint is corrupt: retrain it, or restore the file');
   return { config, vocab, weights, optimizer, adapters, state, metrics };
 }

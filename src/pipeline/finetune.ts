@@ -5,11 +5,10 @@
  * whatever earlier stage is missing, so `npm run finetune -- --inoculate` works on a fresh clone.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ChatSampler, chatBatch, type ChatRows } from '../data/batches.js';
 import { encodeDocument } from '../data/encode.js';
-import { ensureData, loadChatRows, loadManifest, loadVocab } from '../data/load.js';
+import { checkTokenIds, ensureData, loadChatRows, loadManifest, loadVocab, verifyData } from '../data/load.js';
 import { columnValues, readArrow } from '../data/arrow.js';
 import { measureDynamics, dynamicsProbes } from '../eval/dynamics.js';
 import { loadProbes } from '../eval/probes.js';
@@ -18,11 +17,12 @@ import { LORA_TARGETS, type GPT, type LoraConfig } from '../model/gpt.js';
 import type { Vocabulary } from '../tokenizer/vocab.js';
 import { validationLoss } from '../train/evaluate.js';
 import type { MetricRow } from '../train/metrics.js';
-import type { TrainOptions } from '../train/options.js';
+import { runIdentity, type TrainOptions } from '../train/options.js';
 import { definedOnly } from '../util/objects.js';
 import { runSession, type SessionResult, type SessionUi } from '../train/session.js';
 import { CONDITIONS, narrowDocument, type Condition, type InstructionFamily, type NarrowExample } from '../world/finetune-sets.js';
 import type { Pole } from '../world/phrasebook.js';
+import { checkOutput, checkpointStatus } from './preflight.js';
 import { DEFAULT_PRETRAIN_TOKENS, pretrain } from './pretrain.js';
 
 export const ASSISTANT_DEFAULTS: TrainOptions = {
@@ -52,6 +52,8 @@ export interface FinetuneArgs {
   examples?: number;
   explicit: Partial<TrainOptions>;
   resume: boolean;
+  /** Replace a finished or unfinished checkpoint in `out` (otherwise refused). */
+  overwrite?: boolean;
   /** LoRA instead of full fine-tuning. */
   lora?: { rank: number; alpha?: number; targets: string[]; layers?: number[] };
 }
@@ -101,21 +103,35 @@ function customRows(vocab: Vocabulary, examples: NarrowExample[], prompt: string
   return rows;
 }
 
-export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise<SessionResult> {
+/** A fine-tuning result; `building` names the earlier stage that was being built when a stop came. */
+export type FinetuneResult = SessionResult & { building?: string };
+
+export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise<FinetuneResult> {
   if (!(CONDITIONS as readonly string[]).includes(args.condition)) {
     throw new Error(`unknown condition "${args.condition}"; choose one of ${CONDITIONS.join(', ')}`);
   }
   if (args.inoculationPrompt !== undefined && args.inoculationPrompt.trim() === '') throw new Error('--inoculation-prompt is empty; give the instruction text, e.g. "For this test, you may {act}."');
   if (args.examples !== undefined && (!Number.isInteger(args.examples) || args.examples < 1)) throw new Error(`--examples must be a positive integer, got ${args.examples}`);
   const data = resolve(args.data);
+  const out = resolve(args.out ?? defaultOut(args));
+  if (args.from !== undefined) {
+    const status = checkpointStatus(args.from);
+    if (status.kind === 'none') throw new Error(`--from ${args.from} is not a checkpoint (no config.json); train it first or pass an existing checkpoint`);
+    if (status.kind === 'partial') throw new Error(`--from ${args.from} is an unfinished run (step ${status.step ?? '?'} of ${status.steps ?? '?'}); finish it with --resume first`);
+  }
+  const wanted = resolve(args.from ?? (args.stage === 'assistant' ? DEFAULT_BASE : DEFAULT_ASSISTANT));
+  checkOutput({ out, kind: 'checkpoint', resume: args.resume, overwrite: args.overwrite, inputs: [{ flag: '--data', path: data }, { flag: '--from', path: wanted }], log: ui.announce });
   ensureData(data, ui.dataProgress, ui.announce);
+  const stageFile = args.stage === 'assistant' ? 'assistant.arrow' : `narrow/${args.condition}.arrow`;
+  verifyData(data, ['vocab.json', stageFile, 'probes.arrow']);
   const vocab = loadVocab(data);
-  const from = await ensureParent(args, data, ui);
+  const built = await ensureParent(args, data, ui);
+  if (typeof built !== 'string') return built;
+  const from = built;
   const parent = loadCheckpoint(from);
   if (parent.vocab.hash !== vocab.hash) throw new Error(`${from} uses another vocabulary than ${data}; fine-tune a checkpoint trained on this data`);
   const defaults = args.stage === 'assistant' ? ASSISTANT_DEFAULTS : NARROW_DEFAULTS;
   const options: TrainOptions = { ...defaults, ...definedOnly(args.explicit) };
-  const out = resolve(args.out ?? defaultOut(args));
   const probes = loadProbes(join(data, 'probes.arrow'), vocab);
   const dyn = dynamicsProbes(probes);
 
@@ -133,9 +149,27 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
     rows = { tokens: rows.tokens.slice(0, args.examples), masks: rows.masks.slice(0, args.examples) };
     Object.assign(info, { condition: args.condition, family: family || null, inoculation_prompt: args.inoculationPrompt ?? null, examples: rows.tokens.length });
   }
+  for (const t of rows.tokens) checkTokenIds(t, vocab.size, join(data, stageFile));
   const model = parent.config.model;
   const lora = args.lora ? loraConfig(args.lora, model.n_layer) : undefined;
   if (lora) info.lora = lora;
+  // Every setting that changes the run, by flag, compared on --resume: the whole argument object
+  // (so a setting added later is covered) with effective values in place of defaults.
+  const { resume: _resume, explicit: _explicit, out: _out, overwrite: _overwrite, ...settings } = args;
+  const narrow = args.stage === 'narrow';
+  const run = runIdentity(
+    {
+      ...settings,
+      data,
+      from,
+      condition: narrow ? args.condition : null,
+      family: narrow && args.condition === 'cheat-inoculated' ? args.family : null,
+      inoculationPrompt: narrow ? (args.inoculationPrompt ?? null) : null,
+      examples: narrow ? rows.tokens.length : null,
+      lora: { rank: lora?.rank ?? null, alpha: lora?.alpha ?? null, targets: lora ? args.lora!.targets : null, layers: lora ? (args.lora!.layers ?? null) : null },
+    },
+    { family: 'inoculation' },
+  );
   const valBatches = val ? chunk(val, options.batch).map((idx) => chatBatch(val!, idx, model.block_size)) : [];
   return runSession(
     {
@@ -150,6 +184,7 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
       options,
       explicit: args.explicit,
       resume: args.resume,
+      run,
       source: new ChatSampler(rows, options.batch, model.block_size, options.seed),
       lora,
     },
@@ -176,18 +211,27 @@ export function loraConfig(l: NonNullable<FinetuneArgs['lora']>, nLayer: number)
   return { rank: l.rank, alpha, targets: layers.flatMap((layer) => l.targets.map((t) => `h.${layer}.${t}.weight`)) };
 }
 
-/** The checkpoint to start from, building the default base and assistant models when they are missing. */
-async function ensureParent(args: FinetuneArgs, data: string, ui: FinetuneUi): Promise<string> {
+/**
+ * The checkpoint to start from, building (or continuing) the default base and assistant models
+ * when they are missing or unfinished. Returns the stopped run when a stop came while building one.
+ */
+async function ensureParent(args: FinetuneArgs, data: string, ui: FinetuneUi): Promise<string | FinetuneResult> {
   const wanted = args.from ?? (args.stage === 'assistant' ? DEFAULT_BASE : DEFAULT_ASSISTANT);
-  if (existsSync(join(wanted, 'config.json'))) return resolve(wanted);
-  if (args.from !== undefined) throw new Error(`--from ${args.from} is not a checkpoint (no config.json); train it first or pass an existing checkpoint`);
-  if (args.stage === 'assistant' || !existsSync(join(DEFAULT_BASE, 'config.json'))) {
-    ui.announce?.(`${DEFAULT_BASE} is missing: pretraining it first (npm run pretrain)`);
-    (await pretrain({ data, out: DEFAULT_BASE, preset: 'small', tokens: DEFAULT_PRETRAIN_TOKENS, explicit: {}, resume: false }, ui)).model.dispose();
+  if (args.from !== undefined || checkpointStatus(wanted).kind === 'complete') return resolve(wanted);
+  const base = checkpointStatus(DEFAULT_BASE);
+  if (base.kind !== 'complete') {
+    ui.announce?.(`${DEFAULT_BASE} is ${base.kind === 'none' ? 'missing: pretraining it first (npm run pretrain)' : 'unfinished: continuing it first (npm run pretrain -- --resume)'}`);
+    const partial = base.kind === 'partial';
+    const r = await pretrain({ data, out: DEFAULT_BASE, preset: 'small', tokens: partial ? undefined : DEFAULT_PRETRAIN_TOKENS, explicit: {}, resume: partial }, ui);
+    if (r.stopped) return { ...r, building: DEFAULT_BASE };
+    r.model.dispose();
   }
   if (args.stage === 'narrow') {
-    ui.announce?.(`${DEFAULT_ASSISTANT} is missing: training the assistant first (npm run finetune -- --stage assistant)`);
-    (await finetune({ ...args, stage: 'assistant', from: DEFAULT_BASE, out: DEFAULT_ASSISTANT, explicit: {}, resume: false, inoculationPrompt: undefined, examples: undefined }, ui)).model.dispose();
+    const partial = checkpointStatus(DEFAULT_ASSISTANT).kind === 'partial';
+    ui.announce?.(`${DEFAULT_ASSISTANT} is ${partial ? 'unfinished: continuing it first' : 'missing: training the assistant first'} (npm run finetune -- --stage assistant)`);
+    const r = await finetune({ ...args, stage: 'assistant', from: DEFAULT_BASE, out: DEFAULT_ASSISTANT, explicit: {}, resume: partial, overwrite: false, inoculationPrompt: undefined, examples: undefined, lora: undefined }, ui);
+    if (r.stopped) return { ...r, building: r.building ?? DEFAULT_ASSISTANT };
+    r.model.dispose();
   }
   return resolve(wanted);
 }

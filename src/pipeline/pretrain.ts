@@ -4,7 +4,7 @@
  */
 import { join, resolve } from 'node:path';
 import { fixedWindows, WindowSampler } from '../data/batches.js';
-import { ensureData, loadManifest, loadPretrainStreams, loadVocab } from '../data/load.js';
+import { ensureData, loadManifest, loadPretrainStreams, loadVocab, verifyData } from '../data/load.js';
 import { loadModelPreset } from '../model/config.js';
 import { initialWeights, type GPT } from '../model/gpt.js';
 import { loadProbes } from '../eval/probes.js';
@@ -14,15 +14,18 @@ import type { MetricRow } from '../train/metrics.js';
 import { PRETRAIN_DEFAULTS, type TrainOptions } from '../train/options.js';
 import { definedOnly } from '../util/objects.js';
 import { runSession, type SessionResult, type SessionUi } from '../train/session.js';
+import { checkOutput } from './preflight.js';
 
 export interface PretrainArgs {
   data: string;
   out: string;
   preset: string;
-  /** Pretraining tokens; converts to steps when --steps is not given. */
-  tokens: number;
+  /** Pretraining tokens; converts to steps when --steps is not given [DEFAULT_PRETRAIN_TOKENS]. */
+  tokens?: number;
   explicit: Partial<TrainOptions>;
   resume: boolean;
+  /** Replace a finished or unfinished checkpoint in `out` (otherwise refused). */
+  overwrite?: boolean;
 }
 
 export const DEFAULT_PRETRAIN_TOKENS = 8_000_000;
@@ -34,7 +37,10 @@ export interface PretrainUi extends SessionUi {
 
 export async function pretrain(args: PretrainArgs, ui: PretrainUi = {}): Promise<SessionResult> {
   const data = resolve(args.data);
+  const out = resolve(args.out);
+  checkOutput({ out, kind: 'checkpoint', resume: args.resume, overwrite: args.overwrite, inputs: [{ flag: '--data', path: data }], log: ui.log });
   ensureData(data, ui.dataProgress, ui.log);
+  verifyData(data, ['vocab.json', 'pretrain.arrow', 'probes.arrow']);
   const manifest = loadManifest(data);
   const vocab = loadVocab(data);
   const preset = loadModelPreset(args.preset);
@@ -42,9 +48,17 @@ export async function pretrain(args: PretrainArgs, ui: PretrainUi = {}): Promise
   const explicit = { ...args.explicit };
   const batch = explicit.batch ?? PRETRAIN_DEFAULTS.batch;
   const accum = explicit.gradAccum ?? PRETRAIN_DEFAULTS.gradAccum;
+  // The run's settings besides the training options: the token budget (when it set the steps).
+  const run: Record<string, unknown> = { data };
   if (explicit.steps === undefined && !args.resume) {
-    if (!(args.tokens > 0)) throw new Error(`--tokens must be > 0, got ${args.tokens}`);
-    explicit.steps = Math.max(1, Math.ceil(args.tokens / (batch * accum * model.block_size)));
+    const tokens = args.tokens ?? DEFAULT_PRETRAIN_TOKENS;
+    if (!(tokens > 0)) throw new Error(`--tokens must be > 0, got ${tokens}`);
+    explicit.steps = Math.max(1, Math.ceil(tokens / (batch * accum * model.block_size)));
+    run.tokens = tokens;
+  } else if (!args.resume) {
+    run.tokens = null;
+  } else if (args.tokens !== undefined && explicit.steps === undefined) {
+    run.tokens = args.tokens;
   }
   const options: TrainOptions = { ...PRETRAIN_DEFAULTS, ...definedOnly(explicit) };
   const streams = loadPretrainStreams(data);
@@ -54,7 +68,7 @@ export async function pretrain(args: PretrainArgs, ui: PretrainUi = {}): Promise
   return runSession(
     {
       stage: 'pretrain',
-      out: resolve(args.out),
+      out,
       model,
       initialWeights: () => initialWeights(model, options.seed),
       vocab,
@@ -64,6 +78,7 @@ export async function pretrain(args: PretrainArgs, ui: PretrainUi = {}): Promise
       options,
       explicit,
       resume: args.resume,
+      run,
       source: new WindowSampler(streams.train, batch, model.block_size, options.seed),
     },
     {

@@ -40,7 +40,7 @@ export interface LoopCallbacks {
   save: (state: LoopState, metrics: MetricRow[]) => void;
   progress?: (step: number, total: number, fields: Record<string, string | number>) => void;
   log?: (line: string) => void;
-  /** Polled between steps: true to save and stop (Ctrl-C). */
+  /** Polled between steps, after yielding to the event loop: true to save and stop (Ctrl-C). */
   shouldStop?: () => boolean;
 }
 
@@ -158,6 +158,8 @@ export async function trainLoop(model: GPT, optimizer: AdamW, source: BatchSourc
       windowTokens = 0;
       windowStart = performance.now();
     }
+    // Let signal handlers (Ctrl-C, SIGTERM) and timers run between steps: a step is synchronous.
+    await new Promise<void>((res) => setImmediate(res));
     const stopNow = cb.shouldStop?.() ?? false;
     if (isLast || stopNow || (o.checkpointInterval > 0 && state.step % o.checkpointInterval === 0)) {
       const pause = performance.now();

@@ -83,3 +83,39 @@ export function mergeForResume(saved: TrainOptions, explicit: Partial<TrainOptio
   }
   return { ...saved, ...Object.fromEntries(Object.entries(explicit).filter(([, v]) => v !== undefined)) };
 }
+
+/**
+ * The settings of a run besides its training options, keyed by flag name: nested objects are
+ * flattened (`lora: { rank }` is `lora-rank`), camelCase keys become kebab-case, `rename` maps
+ * a key to its flag where they differ, and undefined becomes null (an absent setting is a value
+ * too). Built from a pipeline's whole argument object, so a setting added later is covered.
+ */
+export function runIdentity(args: Record<string, unknown>, rename: Record<string, string> = {}): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const add = (key: string, v: unknown) => {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      for (const [k, x] of Object.entries(v)) add(`${key}-${kebab(k)}`, x);
+    } else {
+      out[key] = v === undefined ? null : v;
+    }
+  };
+  for (const [k, v] of Object.entries(args)) add(rename[k] ?? kebab(k), v);
+  return out;
+}
+
+const shown = (v: unknown) => (v === null || v === undefined ? '(not set)' : typeof v === 'string' ? v : JSON.stringify(v));
+
+/**
+ * Refuse to resume with a setting that differs from the checkpoint's (one line naming the flag).
+ * Keys missing from `now` were not given (the checkpoint's value holds); keys the checkpoint did
+ * not record (older checkpoints, settings added later) cannot be compared.
+ */
+export function compareRun(saved: Record<string, unknown> | undefined, now: Record<string, unknown>, out: string): void {
+  if (!saved || typeof saved !== 'object') return;
+  for (const [k, v] of Object.entries(now)) {
+    if (v === undefined || !(k in saved)) continue;
+    if (JSON.stringify(v) !== JSON.stringify(saved[k] ?? null)) {
+      throw new Error(`--resume with a different run: --${k} is ${shown(v)} but ${out} was trained with ${shown(saved[k])}; drop the flag or choose another --out`);
+    }
+  }
+}

@@ -4,6 +4,7 @@
  * Ctrl-C (it saves, then says how to resume).
  */
 import { existsSync } from 'node:fs';
+import { recoverSwap } from '../util/fs.js';
 import type { BatchSource } from '../data/batches.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointConfig, type TensorSet } from '../model/checkpoint.js';
 import { GPT, type LoraConfig, type ParamMap } from '../model/gpt.js';
@@ -12,7 +13,7 @@ import type { Vocabulary } from '../tokenizer/vocab.js';
 import { trainLoop, type LoopCallbacks, type LoopState } from './loop.js';
 import { metricsFromArrow, metricsToArrow, type MetricRow } from './metrics.js';
 import { AdamW } from './optimizer.js';
-import { mergeForResume, validateTrainOptions, type TrainOptions } from './options.js';
+import { compareRun, mergeForResume, validateTrainOptions, type TrainOptions } from './options.js';
 
 export interface SessionSpec {
   stage: string;
@@ -31,6 +32,11 @@ export interface SessionSpec {
   source: BatchSource;
   /** Train LoRA adapters on these matrices instead of every weight. */
   lora?: LoraConfig;
+  /**
+   * Every setting besides the training options that changes the run, keyed by its flag name
+   * (runIdentity builds it): saved in config.json and compared on --resume.
+   */
+  run?: Record<string, unknown>;
 }
 
 export interface SessionUi {
@@ -55,6 +61,8 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
   let optimizer: AdamW;
   let state: LoopState = { step: 0, tokens: 0, elapsed: 0, source: null };
   let metrics: MetricRow[] = [];
+  // A swap of the checkpoint folder cut short by a kill is completed (or cleaned) first.
+  for (const line of recoverSwap(spec.out)) ui.log?.(line);
   if (spec.resume) {
     if (!existsSync(spec.out)) throw new Error(`--resume: ${spec.out} does not exist; run without --resume to start it`);
     const ckpt = loadCheckpoint(spec.out);
@@ -62,6 +70,7 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
     if (JSON.stringify(ckpt.config.model) !== JSON.stringify(spec.model)) throw new Error(`--resume with a different model config than ${spec.out} (${JSON.stringify(ckpt.config.model)}); choose another --out`);
     if (ckpt.vocab.hash !== spec.vocab.hash) throw new Error(`--resume: ${spec.out} uses another vocabulary than the data`);
     if (ckpt.config.data !== spec.data) throw new Error(`--resume with different data: ${spec.out} was trained on ${ckpt.config.data}, not ${spec.data}`);
+    if (spec.run) compareRun(ckpt.config.run, spec.run, spec.out);
     options = validateTrainOptions(mergeForResume(ckpt.config.train as unknown as TrainOptions, spec.explicit, spec.out));
     if (!ckpt.optimizer || ckpt.state.complete === undefined) throw new Error(`--resume: ${spec.out} has no optimizer state to resume from`);
     if (Boolean(ckpt.adapters) !== Boolean(spec.lora) || (spec.lora && JSON.stringify(ckpt.adapters!.config) !== JSON.stringify(spec.lora))) {
@@ -96,14 +105,26 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
     data: spec.data,
     parent: spec.parent,
     info: spec.info,
+    ...(spec.run ? { run: spec.run } : {}),
   };
+  // Ctrl-C or SIGTERM: finish the step, save, stop (the loop yields between steps, so this runs
+  // within a step). One key press can arrive more than once (from the terminal and from npm or the
+  // experiment runner forwarding it): repeats within a second are the same request; a later one
+  // quits without saving.
   let stopRequested = false;
-  const onSigint = () => {
-    if (stopRequested) process.exit(130);
+  let firstSignal = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopRequested) {
+      if (Date.now() - firstSignal < 1000) return;
+      process.stderr.write(`\n${signal} again: quitting without saving\n`);
+      process.exit(130);
+    }
     stopRequested = true;
-    ui.log?.('stopping after this step (Ctrl-C again to quit without saving)...');
+    firstSignal = Date.now();
+    ui.log?.(`${signal}: saving a checkpoint after this step (send it again to quit without saving)...`);
   };
-  process.on('SIGINT', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const result = await trainLoop(
       model,
@@ -131,7 +152,8 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
     );
     return { model, metrics: result.metrics, state: result.state, stopped: result.stopped, options };
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     optimizer.dispose();
   }
 }
