@@ -4,7 +4,7 @@ import { BENCH_DEFAULTS, runBench } from '../src/bench/bench.js';
 import { PARITY_DIR, writeParityFixture } from '../src/bench/parity.js';
 import { formatBenchTable } from '../src/bench/results.js';
 import { cli, runCli } from '../src/cli/run.js';
-import { PRESETS } from '../src/model/config.js';
+import { PRESETS } from '../src/model/model-config.js';
 
 await runCli(async () => {
   const argv = await cli('npm run bench --', 'Time the real training step (and forward pass) of the GPT on a backend.\n\nUsage: npm run bench -- [options]')

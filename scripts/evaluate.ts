@@ -1,6 +1,6 @@
 /** `npm run evaluate`: measure the persona shift of one or more checkpoints (DESIGN.md section 4). */
 import { basename, join, relative, resolve } from 'node:path';
-import { writeBytesAtomic } from '../src/data/arrow.js';
+import { writeBytesAtomic } from '../src/util/atomic-files.js';
 import { makeDir } from '../src/util/fs.js';
 import { cli, runCli, UserError } from '../src/cli/run.js';
 import { startBackend } from '../src/cli/train-flags.js';

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { replaceDirAtomic, writeBytesAtomic } from '../src/data/arrow.js';
+import { replaceDirAtomic, writeBytesAtomic } from '../src/util/atomic-files.js';
 import { lockHolder, tryLock } from '../src/experiment/lock.js';
 import { HOST, makeDir, recoverSwap } from '../src/util/fs.js';
 

@@ -9,7 +9,7 @@ import { runBench, syntheticStream } from '../src/bench/bench.js';
 import { matmulParameters, median, trainFlopsPerToken } from '../src/bench/flops.js';
 import { appendBenchRows, formatBenchTable, readBenchRows } from '../src/bench/results.js';
 import { blasWarning, findTorch, TORCH_INSTALL } from '../src/bench/torch.js';
-import { loadModelPreset } from '../src/model/config.js';
+import { loadModelPreset } from '../src/model/model-config.js';
 import { isOneLineError, runScript } from './helpers/cli.js';
 
 const installed = (pkg: string) => {

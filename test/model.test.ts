@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { GPT, hookNames, initialWeights } from '../src/model/gpt.js';
-import type { ModelConfig } from '../src/model/config.js';
+import type { ModelConfig } from '../src/model/model-config.js';
 import { sample, scoreContinuations } from '../src/model/generate.js';
 import { sampleCached } from '../src/model/cached-sample.js';
 import { tidyValues } from '../src/model/read.js';

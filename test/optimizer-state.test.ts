@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import type { Batch, BatchSource } from '../src/data/batches.js';
 import type { TensorSet } from '../src/model/checkpoint.js';
-import type { ModelConfig } from '../src/model/config.js';
+import type { ModelConfig } from '../src/model/model-config.js';
 import { GPT } from '../src/model/gpt.js';
 import { trainStep } from '../src/train/loop.js';
 import { AdamW } from '../src/train/optimizer.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { WindowSampler, type Batch, type BatchSource } from '../src/data/batches.js';
-import type { ModelConfig } from '../src/model/config.js';
+import type { ModelConfig } from '../src/model/model-config.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { GPT, initialWeights } from '../src/model/gpt.js';
 import { Vocabulary } from '../src/tokenizer/vocab.js';

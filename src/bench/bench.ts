@@ -12,7 +12,7 @@ import { describeBackend, selectBackend, type BackendChoice } from '../backend.j
 import { kernelStats, nativeBackendStatus, resetKernelStats } from '../backend/native/backend.js';
 import { WindowSampler } from '../data/batches.js';
 import { loadPretrainStreams, loadVocab } from '../data/load.js';
-import { countParameters, loadModelPreset, type ModelConfig } from '../model/config.js';
+import { countParameters, loadModelPreset, type ModelConfig } from '../model/model-config.js';
 import { GPT, initialWeights, parameterShapes } from '../model/gpt.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
 import { trainStep } from '../train/loop.js';

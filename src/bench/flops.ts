@@ -1,5 +1,5 @@
 /** FLOP accounting and small statistics for `npm run bench`. */
-import { countParameters, type ModelConfig } from '../model/config.js';
+import { countParameters, type ModelConfig } from '../model/model-config.js';
 
 /**
  * Parameters that take part in matrix products: every parameter except the position embedding

@@ -26,7 +26,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadModelPreset, type ModelConfig } from '../model/config.js';
+import { loadModelPreset, type ModelConfig } from '../model/model-config.js';
 import { initialWeights, parameterShapes } from '../model/gpt.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
 import { PRETRAIN_DEFAULTS } from '../train/options.js';

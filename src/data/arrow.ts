@@ -6,9 +6,11 @@ import {
   Field, List, makeData, makeVector, Schema, Table, tableFromIPC, tableToIPC, Uint16, Uint8, Int32, Float32,
   type DataType, type Vector,
 } from 'apache-arrow';
-import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { makeDir, recoverSwap, removeStaleTempFiles, sha256, tempPath } from '../util/fs.js';
+import { readFileSync } from 'node:fs';
+import { writeBytesAtomic } from '../util/atomic-files.js';
+
+/** Re-exported for code written before they moved to src/util/atomic-files.ts (import them from there). */
+export { replaceDirAtomic, writeBytesAtomic } from '../util/atomic-files.js';
 
 type NumericList = Uint16 | Uint8 | Int32 | Float32;
 type TypedArrayOf<T extends NumericList> = T extends Uint16 ? Uint16Array : T extends Uint8 ? Uint8Array : T extends Int32 ? Int32Array : Float32Array;
@@ -31,52 +33,6 @@ export function writeArrow(path: string, columns: Record<string, Vector>, metada
   const schema = new Schema(plain.schema.fields, new Map(Object.entries(metadata)));
   const table = new Table(schema, plain.batches);
   return writeBytesAtomic(path, tableToIPC(table, 'file'));
-}
-
-/** Write a file under a temporary name, then rename it into place; returns the bytes' sha256. */
-export function writeBytesAtomic(path: string, bytes: Uint8Array | string): string {
-  makeDir(dirname(path));
-  removeStaleTempFiles(path);
-  const tmp = tempPath(path, 'tmp');
-  try {
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  return sha256(bytes);
-}
-
-/**
- * Build a folder under a temporary name with `fill`, then swap it in whole: readers see the old
- * folder or the new one, never a mix, and a failure leaves the old one untouched. A process killed
- * at any instant leaves something `recoverSwap` (src/util/fs.ts) completes or cleans, which the
- * next swap of the same folder (or a --resume, or a loader) does first. Refuses to replace a file.
- */
-export function replaceDirAtomic(dir: string, fill: (tmp: string) => void): void {
-  recoverSwap(dir);
-  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error(`${dir} is a file, not a folder; refusing to replace it`);
-  const tmp = tempPath(dir, 'tmp');
-  const old = tempPath(dir, 'old');
-  rmSync(tmp, { recursive: true, force: true });
-  makeDir(tmp);
-  try {
-    fill(tmp);
-  } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw err;
-  }
-  const hadOld = existsSync(dir);
-  if (hadOld) renameSync(dir, old);
-  try {
-    renameSync(tmp, dir);
-  } catch (err) {
-    if (hadOld) renameSync(old, dir);
-    rmSync(tmp, { recursive: true, force: true });
-    throw err;
-  }
-  if (hadOld) rmSync(old, { recursive: true, force: true });
 }
 
 export function readArrow(path: string): Table {

@@ -4,6 +4,7 @@
  * with the loss only on the Assistant's tokens. Both keep their position as plain JSON state, so a
  * resumed run draws exactly the batches an uninterrupted one would have.
  */
+import { bucketLength } from '../util/bucket.js';
 import { Rng, type RngState } from '../util/rng.js';
 import { PAD } from '../tokenizer/vocab.js';
 
@@ -77,14 +78,6 @@ export function fixedWindows(stream: Uint16Array, batches: number, batch: number
 export interface ChatRows {
   tokens: Uint16Array[];
   masks: Uint8Array[];
-}
-
-/**
- * Padded length for a batch: rounded up to a multiple of 16 (capped at the context), so kernels
- * see few distinct shapes (the native backend compiles a matmul primitive per shape).
- */
-export function bucketLength(n: number, max: number): number {
-  return Math.min(max, Math.ceil(n / 16) * 16);
 }
 
 /** A batch of whole chats: position t predicts token t+1, weighted by the mask of token t+1. */

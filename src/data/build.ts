@@ -13,7 +13,8 @@ import { generatePretrainDocument, type GenContext } from '../world/documents.js
 import { CONDITIONS, drawNarrowTasks, generateAssistantChat, narrowDocument, narrowExample } from '../world/finetune-sets.js';
 import { chatProbes, heldOutScenes, inferenceProbes } from '../world/probes.js';
 import { trueCorrelation, trueGap } from '../world/truth.js';
-import { replaceDirAtomic, writeArrow, writeBytesAtomic } from './arrow.js';
+import { writeArrow } from './arrow.js';
+import { replaceDirAtomic, writeBytesAtomic } from '../util/atomic-files.js';
 import { probeColumns, probeRow, type ProbeRow } from './probe-rows.js';
 import { docColumns, docRow, type DocRow } from './rows.js';
 import { crossDomainCorrelation, instructionStats, type InstructionStats } from './stats.js';

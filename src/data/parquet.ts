@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { tableFromIPC, tableToIPC } from 'apache-arrow';
-import { writeBytesAtomic } from './arrow.js';
+import { writeBytesAtomic } from '../util/atomic-files.js';
 
 /** Write `parquetPath` with the table of the Arrow IPC file `arrowPath` (Snappy-compressed). */
 export async function writeParquetCopy(arrowPath: string, parquetPath: string): Promise<void> {

@@ -12,7 +12,7 @@ import { forcedChoice, scoreContinuations } from '../model/generate.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { GPT } from '../model/gpt.js';
 import type { Vocabulary } from '../tokenizer/vocab.js';
-import { validationLoss } from '../train/evaluate.js';
+import { validationLoss } from '../model/validation-loss.js';
 import { Rng } from '../util/rng.js';
 import { classifyAnswer } from '../world/matcher.js';
 import { activations, applyProbe, assistantSites, clusteredAccuracy, fitLogistic, sitesFromFile, type LogisticProbe } from './persona-probe.js';

@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeBytesAtomic } from '../data/arrow.js';
+import { writeBytesAtomic } from '../util/atomic-files.js';
 import { buildDatasets, DEFAULT_DATA_OPTIONS } from '../data/build.js';
 import { loadVocab } from '../data/load.js';
 import { evaluateCheckpoint, forcedChoiceRows, personaScoreRows, selectPersonaProbe, type LayerValidation } from '../eval/evaluate.js';

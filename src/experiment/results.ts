@@ -5,7 +5,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bool, Float64, Int32, Utf8, vectorFromArray } from 'apache-arrow';
-import { writeArrow, writeBytesAtomic } from '../data/arrow.js';
+import { writeArrow } from '../data/arrow.js';
+import { writeBytesAtomic } from '../util/atomic-files.js';
 import { writeParquetCopy } from '../data/parquet.js';
 import { metricsToArrow } from '../train/metrics.js';
 import { aggregate, Grid, type Stat, type WorldRoles } from './aggregate.js';

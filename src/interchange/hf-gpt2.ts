@@ -16,9 +16,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { decode as bpeDecode } from 'gpt-tokenizer/encoding/cl100k_base';
-import { writeBytesAtomic } from '../data/arrow.js';
+import { writeBytesAtomic } from '../util/atomic-files.js';
 import { CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type Checkpoint } from '../model/checkpoint.js';
-import { validateModelConfig, type ModelConfig } from '../model/config.js';
+import { validateModelConfig, type ModelConfig } from '../model/model-config.js';
 import { parameterShapes } from '../model/gpt.js';
 import { SPECIAL_TOKENS, Vocabulary } from '../tokenizer/vocab.js';
 import { readSafetensors, writeSafetensors, type NamedTensor } from './safetensors.js';

@@ -6,7 +6,7 @@
  * an optional string-to-string map (Hugging Face's loaders expect {"format": "pt"}).
  */
 import { readFileSync } from 'node:fs';
-import { writeBytesAtomic } from '../data/arrow.js';
+import { writeBytesAtomic } from '../util/atomic-files.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64';
 

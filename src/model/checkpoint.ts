@@ -7,10 +7,10 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { replaceDirAtomic, writeBytesAtomic } from '../data/arrow.js';
+import { replaceDirAtomic, writeBytesAtomic } from '../util/atomic-files.js';
 import { checksumFolder, verifyChecksums } from '../util/fs.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
-import { validateModelConfig, type ModelConfig } from './config.js';
+import { validateModelConfig, type ModelConfig } from './model-config.js';
 import { parameterShapes, type LoraConfig } from './gpt.js';
 
 export const CHECKPOINT_FORMAT = 'persona-testbed-checkpoint/1';

@@ -3,7 +3,7 @@
  * (batched; forced-choice probes are two of these), and sampling with temperature and top-k.
  */
 import * as tf from '@tensorflow/tfjs';
-import { bucketLength } from '../data/batches.js';
+import { bucketLength } from '../util/bucket.js';
 import { EOS, PAD } from '../tokenizer/vocab.js';
 import type { Rng } from '../util/rng.js';
 import type { GPT } from './gpt.js';

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../util/rng.js';
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from './model-config.js';
 import { tidyValues } from './read.js';
 import { block, BLOCK_HOOK_POINTS, type BlockContext, type BlockHookPoint, type BlockWeights, causalAttention } from './block.js';
 import { crossEntropy, dropout, embed, gatherRows, layerNorm, linear } from './ops.js';

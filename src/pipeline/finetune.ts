@@ -15,7 +15,7 @@ import { loadProbes } from '../eval/probes.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { LORA_TARGETS, type GPT, type LoraConfig } from '../model/gpt.js';
 import type { Vocabulary } from '../tokenizer/vocab.js';
-import { validationLoss } from '../train/evaluate.js';
+import { validationLoss } from '../model/validation-loss.js';
 import type { MetricRow } from '../train/metrics.js';
 import { runIdentity, type TrainOptions } from '../train/options.js';
 import { definedOnly } from '../util/objects.js';

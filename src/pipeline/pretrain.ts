@@ -5,11 +5,12 @@
 import { join, resolve } from 'node:path';
 import { fixedWindows, WindowSampler } from '../data/batches.js';
 import { ensureData, loadManifest, loadPretrainStreams, loadVocab, verifyData } from '../data/load.js';
-import { loadModelPreset } from '../model/config.js';
+import { loadModelPreset } from '../model/model-config.js';
 import { initialWeights, type GPT } from '../model/gpt.js';
 import { loadProbes } from '../eval/probes.js';
 import { measureInference } from '../eval/inference.js';
-import { sampleLines, validationLoss } from '../train/evaluate.js';
+import { sampleLines } from '../train/sample-lines.js';
+import { validationLoss } from '../model/validation-loss.js';
 import type { MetricRow } from '../train/metrics.js';
 import { PRETRAIN_DEFAULTS, type TrainOptions } from '../train/options.js';
 import { definedOnly } from '../util/objects.js';

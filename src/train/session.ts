@@ -8,7 +8,7 @@ import { recoverSwap } from '../util/fs.js';
 import type { BatchSource } from '../data/batches.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointConfig, type TensorSet } from '../model/checkpoint.js';
 import { GPT, type LoraConfig, type ParamMap } from '../model/gpt.js';
-import type { ModelConfig } from '../model/config.js';
+import type { ModelConfig } from '../model/model-config.js';
 import type { Vocabulary } from '../tokenizer/vocab.js';
 import { trainLoop, type LoopCallbacks, type LoopState } from './loop.js';
 import { metricsFromArrow, metricsToArrow, type MetricRow } from './metrics.js';

@@ -1,5 +1,5 @@
 import { CHECKPOINT_FORMAT, saveCheckpoint } from '../../src/model/checkpoint.js';
-import { loadModelPreset } from '../../src/model/config.js';
+import { loadModelPreset } from '../../src/model/model-config.js';
 import { parameterShapes } from '../../src/model/gpt.js';
 import { Vocabulary } from '../../src/tokenizer/vocab.js';
 import { Rng } from '../../src/util/rng.js';
