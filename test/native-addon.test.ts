@@ -10,7 +10,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { loadNativeAddon } from '../src/backend/native/addon.js';
+import { contractMismatch, loadNativeAddon } from '../src/backend/native/addon.js';
 import { NATIVE_BACKEND_NAME } from '../src/backend/native/backend.js';
 import {
   ADDON_SIGNATURES, type AddonFault, type NativeAddon, OP_CODES, PERSONA_KERNEL_NAMES, PERSONA_KERNELS, UNARY_OPS,
@@ -20,6 +20,17 @@ import { skipNative } from './native-helpers.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const f32 = (n: number) => new Float32Array(n);
+
+test('the loader refuses an addon built from other sources (missing or reordered arguments)', () => {
+  const fns = Object.fromEntries(Object.keys(ADDON_SIGNATURES).map((k) => [k, () => undefined]));
+  const sigs = Object.fromEntries(Object.entries(ADDON_SIGNATURES).map(([k, v]) => [k, [...v]]));
+  assert.equal(contractMismatch({ ...fns, signatures: () => sigs }), '');
+  assert.match(contractMismatch({ info: () => ({}) }), /no signatures\(\)/);
+  const reordered = { ...sigs, linear: ['w', 'x', 'b', 'y', 'M', 'K', 'N', 'transW'] };
+  assert.match(contractMismatch({ ...fns, signatures: () => reordered }), /linear\(w, x, b, .*\) where this code calls linear\(x, w, b,/);
+  const { adamw: _, ...lacking } = sigs;
+  assert.match(contractMismatch({ ...fns, signatures: () => lacking }), /lacks adamw\(\)/);
+});
 
 describe('native addon: contracts', { skip: skipNative }, () => {
   const addon = loadNativeAddon().addon as NativeAddon;

@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NativeAddon } from './contracts.js';
+import { ADDON_SIGNATURES, type NativeAddon } from './contracts.js';
 
 export type { GemmEngine, NativeAddon, NativeAddonInfo } from './contracts.js';
 
@@ -65,6 +65,11 @@ export function loadNativeAddon(): NativeAddonLoad {
   try {
     const require = createRequire(import.meta.url);
     const addon = require(file) as NativeAddon;
+    const mismatch = contractMismatch(addon);
+    if (mismatch) {
+      loaded = { addon: null, reason: `native addon out of date (${mismatch}): rebuild it with \`npm run build:native\``, path: file };
+      return loaded;
+    }
     addon.info();
     loaded = { addon, reason: '', path: file };
   } catch (e) {
@@ -72,4 +77,20 @@ export function loadNativeAddon(): NativeAddonLoad {
     loaded = { addon: null, reason: `native addon failed to load: ${msg}`, path: file };
   }
   return loaded;
+}
+
+/**
+ * Why a loaded addon does not fit this code's contracts (src/backend/native/contracts.ts), or ''
+ * when it does: an addon built from older sources may take its arguments in another order.
+ */
+export function contractMismatch(addon: unknown): string {
+  const a = addon as Partial<Record<keyof NativeAddon, unknown>>;
+  if (typeof a.signatures !== 'function') return 'it reports no signatures()';
+  const have = (a.signatures as () => Record<string, string[]>)();
+  for (const [name, args] of Object.entries(ADDON_SIGNATURES)) {
+    const got = have[name];
+    if (!got || typeof a[name as keyof NativeAddon] !== 'function') return `it lacks ${name}()`;
+    if (got.join(',') !== args.join(',')) return `${name}(${got.join(', ')}) where this code calls ${name}(${args.join(', ')})`;
+  }
+  return '';
 }
