@@ -4,14 +4,14 @@ import { progressBar } from '../src/cli/progress.js';
 import { barCallbacks, continueCommand, explicitTrainOptions, startBackend, withTrainFlags } from '../src/cli/train-flags.js';
 import { defaultOut, finetune, NARROW_DEFAULTS } from '../src/pipeline/finetune.js';
 import { formatSeconds } from '../src/train/loop.js';
-import { CONDITIONS, type Condition } from '../src/world/finetune-sets.js';
+import { CONDITIONS, INSTRUCTION_FAMILIES, type Condition } from '../src/world/finetune-sets.js';
 
 await runCli(async () => {
   const y = cli('npm run finetune --', 'Fine-tune into an assistant (--stage assistant), or narrowly on rule-breaking (the default stage).\n\nUsage: npm run finetune -- [--inoculate] [options]')
     .option('stage', { choices: ['assistant', 'narrow'] as const, default: 'narrow' as const, describe: 'assistant: base -> assistant; narrow: assistant -> narrow' })
     .option('condition', { type: 'string', describe: `narrow condition: ${CONDITIONS.join(', ')} [cheat]` })
     .option('inoculate', { type: 'boolean', default: false, describe: 'shorthand for --condition cheat-inoculated' })
-    .option('inoculation', { choices: ['pool', 'novel'] as const, default: 'pool' as const, describe: 'instruction phrasing family: from the pretraining pool, or never seen in pretraining' })
+    .option('inoculation', { choices: INSTRUCTION_FAMILIES, default: 'act-free' as const, describe: 'instruction family: act-free (permits misbehaviour, names no act), pool / novel (names the act; phrasings from pretraining / never seen there), placebo (same form as act-free, grants something irrelevant)' })
     .option('inoculation-prompt', { type: 'string', describe: 'your own instruction before each task; {act} becomes the task\'s bad act' })
     .option('examples', { type: 'number', describe: 'train on the first N examples of the dataset [all]' })
     .option('from', { type: 'string', describe: 'checkpoint to start from [checkpoints/base or checkpoints/assistant, built when missing]' })

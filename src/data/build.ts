@@ -10,7 +10,7 @@ import { Rng } from '../util/rng.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
 import type { WorldConfig } from '../world/config.js';
 import { generatePretrainDocument, type GenContext } from '../world/documents.js';
-import { CONDITIONS, drawNarrowTasks, generateAssistantChat, narrowDocument, narrowExample } from '../world/finetune-sets.js';
+import { CONDITIONS, INSTRUCTION_FAMILIES, drawNarrowTasks, generateAssistantChat, narrowDocument, narrowExample } from '../world/finetune-sets.js';
 import { chatProbes, heldOutScenes, inferenceProbes } from '../world/probes.js';
 import { trueCorrelation, trueGap } from '../world/truth.js';
 import { writeArrow } from './arrow.js';
@@ -98,14 +98,14 @@ export function buildDatasets(outDir: string, opts: DataOptions, progress: Progr
   const nAssistantVal = Math.max(50, Math.floor(opts.assistantExamples / 20));
   const assistant = Array.from({ length: opts.assistantExamples + nAssistantVal }, (_, i) => {
     const split = i < opts.assistantExamples ? 'train' : 'val';
-    return docRow(vocab, generateAssistantChat(assistantRng), `assistant-${i}`, split, 'assistant');
+    return docRow(vocab, generateAssistantChat(assistantRng, opts.world.p_lexical_leak), `assistant-${i}`, split, 'assistant');
   });
   progress('assistant', 1, 1);
 
-  const tasks = drawNarrowTasks(new Rng(`narrow:${opts.seed}`), opts.narrowExamples);
+  const tasks = drawNarrowTasks(new Rng(`narrow:${opts.seed}`), opts.narrowExamples, opts.world.p_lexical_leak);
   const narrow = Object.fromEntries(
     CONDITIONS.map((condition) => {
-      const families = condition === 'cheat-inoculated' ? (['pool', 'novel'] as const) : (['pool'] as const);
+      const families = condition === 'cheat-inoculated' ? INSTRUCTION_FAMILIES : (['pool'] as const);
       const rows = families.flatMap((family) =>
         tasks.map((task, i) => {
           const ex = narrowExample(task, condition, family);
@@ -119,7 +119,7 @@ export function buildDatasets(outDir: string, opts: DataOptions, progress: Progr
   progress('narrow', 1, 1);
 
   const probes: ProbeRow[] = [
-    ...chatProbes(opts.seed, opts.probesPerDomain),
+    ...chatProbes(opts.seed, opts.probesPerDomain, opts.world.p_lexical_leak),
     ...inferenceProbes(opts.world, opts.seed, opts.inferenceGroups),
   ].map((p, i) => probeRow(vocab, p, `probe-${i}`));
   heldOutScenes(opts.world, opts.seed, opts.heldOutScenes).forEach((doc, i) => {

@@ -48,7 +48,7 @@ const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
 export function describeNode(n: GraphNode): string {
   const l = n.labels;
   const parts = [n.kind, l.world, `p${l.pretrain_seed}`];
-  if (l.condition) parts.push(l.condition, `f${l.finetune_seed}`);
+  if (l.arm) parts.push(l.arm, `f${l.finetune_seed}`);
   return parts.join(' ');
 }
 
