@@ -38,7 +38,9 @@ test('bad input gets a one-line error, a non-zero exit, and leaves earlier data 
     [['--tokens', '-5'], /--tokens must be a positive integer/],
   ];
   for (const [args, message] of cases) {
-    const r = runScript('data', ['--out', out, ...small, ...args]);
+    // The case's own flag replaces the small run's (a repeated flag is an error of its own).
+    const base = args[0] === '--tokens' ? small.slice(2) : small;
+    const r = runScript('data', ['--out', out, ...base, ...args]);
     assert.ok(isOneLineError(r), `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, message);
   }
