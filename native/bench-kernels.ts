@@ -15,6 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { loadNativeAddon, type GemmEngine } from '../src/backend/native/addon.js';
+import * as K from '../src/backend/native/contracts.js';
 import { registerNativeBackend, nativeBackendStatus } from '../src/backend/native/backend.js';
 
 const args = process.argv.slice(2);
@@ -124,28 +125,28 @@ const wqkv = T([C, 3 * C], 0.1), bqkv = T([3 * C], 0.1), wfc = T([C, 4 * C], 0.1
 const wfc2 = T([4 * C, C], 0.1), bC = T([C], 0.1), whead = T([C, V], 0.1), gamma = T([C], 1), beta = T([C], 0.1);
 const wte = T([V, C], 0.1), wpe = T([Tn, C], 0.1), logits = T([M, V], 2), targets = tf.reshape(ids, [M]);
 const weights = tf.ones([M]);
-const [, hfc] = run('PersonaLinearGelu', { x, w: wfc, b: bfc }) as tf.Tensor[];
-const [, mean, rstd] = run('PersonaLayerNorm', { x, gamma, beta }, { eps: 1e-5 }) as tf.Tensor[];
-const [, probs] = run('PersonaAttention', { qkv }, { nHead: H }) as tf.Tensor[];
+const [, hfc] = run(K.PersonaLinearGelu, { x, w: wfc, b: bfc }) as tf.Tensor[];
+const [, mean, rstd] = run(K.PersonaLayerNorm, { x, gamma, beta }, { eps: 1e-5 }) as tf.Tensor[];
+const [, probs] = run(K.PersonaAttention, { qkv }, { nHead: H }) as tf.Tensor[];
 const kernelCases: [string, () => unknown][] = [
-  ['PersonaLinear qkv [2048,128]->384', () => run('PersonaLinear', { x, w: wqkv, b: bqkv })],
-  ['PersonaLinearGrad qkv', () => run('PersonaLinearGrad', { dy: qkv, x, w: wqkv }, { hasBias: true })],
-  ['PersonaLinearGelu fc1 128->512', () => run('PersonaLinearGelu', { x, w: wfc, b: bfc })],
-  ['PersonaLinearGeluGrad fc1', () => run('PersonaLinearGeluGrad', { dy: x4, x, w: wfc, h: hfc })],
-  ['PersonaLinear fc2 512->128', () => run('PersonaLinear', { x: x4, w: wfc2, b: bC })],
-  ['PersonaLinearGrad fc2', () => run('PersonaLinearGrad', { dy: x, x: x4, w: wfc2 }, { hasBias: true })],
-  ['PersonaLinear head 128->3000', () => run('PersonaLinear', { x, w: whead })],
-  ['PersonaLinearGrad head', () => run('PersonaLinearGrad', { dy: logits, x, w: whead }, { hasBias: false })],
-  ['PersonaLayerNorm [2048,128]', () => run('PersonaLayerNorm', { x, gamma, beta }, { eps: 1e-5 })],
-  ['PersonaLayerNormGrad', () => run('PersonaLayerNormGrad', { dy: x, x, gamma, mean, rstd })],
-  ['PersonaGelu [2048,512]', () => run('PersonaGelu', { x: x4 })],
-  ['PersonaGeluGrad [2048,512]', () => run('PersonaGeluGrad', { dy: x4, x: x4 })],
-  ['PersonaAttention B16 T128 C128 H4', () => run('PersonaAttention', { qkv }, { nHead: H })],
-  ['PersonaAttentionGrad', () => run('PersonaAttentionGrad', { dout: x, qkv, probs }, { nHead: H })],
-  ['PersonaSoftmaxXent [2048,3000]', () => run('PersonaSoftmaxXent', { logits, targets, weights })],
-  ['PersonaSoftmaxXent eval', () => run('PersonaSoftmaxXent', { logits, targets, weights }, { computeGrad: false })],
-  ['PersonaEmbedding', () => run('PersonaEmbedding', { ids, wte, wpe })],
-  ['PersonaEmbeddingGrad', () => run('PersonaEmbeddingGrad', { dx: x, ids }, { vocabSize: V, maxT: Tn })],
+  [`${K.PersonaLinear} qkv [2048,128]->384`, () => run(K.PersonaLinear, { x, w: wqkv, b: bqkv })],
+  [`${K.PersonaLinearGrad} qkv`, () => run(K.PersonaLinearGrad, { dy: qkv, x, w: wqkv }, { hasBias: true })],
+  [`${K.PersonaLinearGelu} fc1 128->512`, () => run(K.PersonaLinearGelu, { x, w: wfc, b: bfc })],
+  [`${K.PersonaLinearGeluGrad} fc1`, () => run(K.PersonaLinearGeluGrad, { dy: x4, x, w: wfc, h: hfc })],
+  [`${K.PersonaLinear} fc2 512->128`, () => run(K.PersonaLinear, { x: x4, w: wfc2, b: bC })],
+  [`${K.PersonaLinearGrad} fc2`, () => run(K.PersonaLinearGrad, { dy: x, x: x4, w: wfc2 }, { hasBias: true })],
+  [`${K.PersonaLinear} head 128->3000`, () => run(K.PersonaLinear, { x, w: whead })],
+  [`${K.PersonaLinearGrad} head`, () => run(K.PersonaLinearGrad, { dy: logits, x, w: whead }, { hasBias: false })],
+  [`${K.PersonaLayerNorm} [2048,128]`, () => run(K.PersonaLayerNorm, { x, gamma, beta }, { eps: 1e-5 })],
+  [K.PersonaLayerNormGrad, () => run(K.PersonaLayerNormGrad, { dy: x, x, gamma, mean, rstd })],
+  [`${K.PersonaGelu} [2048,512]`, () => run(K.PersonaGelu, { x: x4 })],
+  [`${K.PersonaGeluGrad} [2048,512]`, () => run(K.PersonaGeluGrad, { dy: x4, x: x4 })],
+  [`${K.PersonaAttention} B16 T128 C128 H4`, () => run(K.PersonaAttention, { qkv }, { nHead: H })],
+  [K.PersonaAttentionGrad, () => run(K.PersonaAttentionGrad, { dout: x, qkv, probs }, { nHead: H })],
+  [`${K.PersonaSoftmaxXent} [2048,3000]`, () => run(K.PersonaSoftmaxXent, { logits, targets, weights })],
+  [`${K.PersonaSoftmaxXent} eval`, () => run(K.PersonaSoftmaxXent, { logits, targets, weights }, { computeGrad: false })],
+  [K.PersonaEmbedding, () => run(K.PersonaEmbedding, { ids, wte, wpe })],
+  [K.PersonaEmbeddingGrad, () => run(K.PersonaEmbeddingGrad, { dx: x, ids }, { vocabSize: V, maxT: Tn })],
   ['Add [16,128,128] same shape', () => tf.add(x, x)],
   ['Add [16,128,128] + [128]', () => tf.add(x, bC)],
   ['Mul [16,128,128] * scalar', () => tf.mul(x, 0.5)],
@@ -170,9 +171,9 @@ const adamList = params.flatMap((p, i) => [p, grads[i], ms[i], vs[i]]);
 const decayMask = paramShapes.map((s) => s.length === 2);
 let step = 0;
 kernelCases.push(
-  [`PersonaAdamW (${(nParams / 1e6).toFixed(2)}M params)`, () => run('PersonaAdamW', adamList,
+  [`PersonaAdamW (${(nParams / 1e6).toFixed(2)}M params)`, () => run(K.PersonaAdamW, adamList,
     { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: ++step, decayMask, gradScale: 1 })],
-  ['PersonaSumSquares (all grads)', () => run('PersonaSumSquares', grads)],
+  [`${K.PersonaSumSquares} (all grads)`, () => run(K.PersonaSumSquares, grads)],
 );
 console.log('\n== kernels through tf.engine().runKernel (us per call) ==');
 for (const [name, fn] of stepOnly ? [] : kernelCases) {
@@ -205,44 +206,44 @@ const layerW = Array.from({ length: L }, () => ({
 function trainStep() {
   tf.tidy(() => {
     // forward
-    let h = k('PersonaEmbedding', { ids, wte, wpe })[0];
+    let h = k(K.PersonaEmbedding, { ids, wte, wpe })[0];
     const saved: Record<string, tf.Tensor>[] = [];
     for (const w of layerW) {
-      const [a1, m1, r1] = k('PersonaLayerNorm', { x: h, gamma: w.g1, beta: w.b1 }, { eps: 1e-5 });
-      const [q] = k('PersonaLinear', { x: a1, w: w.wqkv, b: w.bqkv });
-      const [att, p] = k('PersonaAttention', { qkv: q }, { nHead: H });
-      const [pr] = k('PersonaLinear', { x: att, w: w.wproj, b: w.bproj });
+      const [a1, m1, r1] = k(K.PersonaLayerNorm, { x: h, gamma: w.g1, beta: w.b1 }, { eps: 1e-5 });
+      const [q] = k(K.PersonaLinear, { x: a1, w: w.wqkv, b: w.bqkv });
+      const [att, p] = k(K.PersonaAttention, { qkv: q }, { nHead: H });
+      const [pr] = k(K.PersonaLinear, { x: att, w: w.wproj, b: w.bproj });
       const h1 = k('Add', { a: h, b: pr })[0];
-      const [a2, m2, r2] = k('PersonaLayerNorm', { x: h1, gamma: w.g2, beta: w.b2 }, { eps: 1e-5 });
-      const [f, fh] = k('PersonaLinearGelu', { x: a2, w: w.wfc, b: w.bfc });
-      const [f2] = k('PersonaLinear', { x: f, w: w.wfc2, b: w.bfc2 });
+      const [a2, m2, r2] = k(K.PersonaLayerNorm, { x: h1, gamma: w.g2, beta: w.b2 }, { eps: 1e-5 });
+      const [f, fh] = k(K.PersonaLinearGelu, { x: a2, w: w.wfc, b: w.bfc });
+      const [f2] = k(K.PersonaLinear, { x: f, w: w.wfc2, b: w.bfc2 });
       const h2 = k('Add', { a: h1, b: f2 })[0];
       saved.push({ h, a1, m1, r1, q, att, p, h1, a2, m2, r2, f, fh });
       h = h2;
     }
-    const [af, mf, rf] = k('PersonaLayerNorm', { x: h, gamma, beta }, { eps: 1e-5 });
-    const [lg] = k('PersonaLinear', { x: af, w: whead });
-    const [, dlog] = k('PersonaSoftmaxXent', { logits: lg.reshape([M, V]), targets, weights });
+    const [af, mf, rf] = k(K.PersonaLayerNorm, { x: h, gamma, beta }, { eps: 1e-5 });
+    const [lg] = k(K.PersonaLinear, { x: af, w: whead });
+    const [, dlog] = k(K.PersonaSoftmaxXent, { logits: lg.reshape([M, V]), targets, weights });
     // backward
-    const [daf, dwh] = k('PersonaLinearGrad', { dy: dlog.reshape([B, Tn, V]), x: af, w: whead }, { hasBias: false });
-    let dh = k('PersonaLayerNormGrad', { dy: daf, x: h, gamma, mean: mf, rstd: rf })[0];
+    const [daf, dwh] = k(K.PersonaLinearGrad, { dy: dlog.reshape([B, Tn, V]), x: af, w: whead }, { hasBias: false });
+    let dh = k(K.PersonaLayerNormGrad, { dy: daf, x: h, gamma, mean: mf, rstd: rf })[0];
     const gradsOut: tf.Tensor[] = [dwh];
     for (let l = L - 1; l >= 0; l--) {
       const w = layerW[l], s = saved[l];
-      const [df, dwfc2, dbfc2] = k('PersonaLinearGrad', { dy: dh, x: s.f, w: w.wfc2 }, { hasBias: true });
-      const [da2, dwfc, dbfc] = k('PersonaLinearGeluGrad', { dy: df, x: s.a2, w: w.wfc, h: s.fh });
-      const [dh1a, dg2, db2] = k('PersonaLayerNormGrad', { dy: da2, x: s.h1, gamma: w.g2, mean: s.m2, rstd: s.r2 });
+      const [df, dwfc2, dbfc2] = k(K.PersonaLinearGrad, { dy: dh, x: s.f, w: w.wfc2 }, { hasBias: true });
+      const [da2, dwfc, dbfc] = k(K.PersonaLinearGeluGrad, { dy: df, x: s.a2, w: w.wfc, h: s.fh });
+      const [dh1a, dg2, db2] = k(K.PersonaLayerNormGrad, { dy: da2, x: s.h1, gamma: w.g2, mean: s.m2, rstd: s.r2 });
       const dh1 = k('Add', { a: dh, b: dh1a })[0];
-      const [datt, dwproj, dbproj] = k('PersonaLinearGrad', { dy: dh1, x: s.att, w: w.wproj }, { hasBias: true });
-      const [dq] = k('PersonaAttentionGrad', { dout: datt, qkv: s.q, probs: s.p }, { nHead: H });
-      const [da1, dwqkv, dbqkv] = k('PersonaLinearGrad', { dy: dq, x: s.a1, w: w.wqkv }, { hasBias: true });
-      const [dha, dg1, db1] = k('PersonaLayerNormGrad', { dy: da1, x: s.h, gamma: w.g1, mean: s.m1, rstd: s.r1 });
+      const [datt, dwproj, dbproj] = k(K.PersonaLinearGrad, { dy: dh1, x: s.att, w: w.wproj }, { hasBias: true });
+      const [dq] = k(K.PersonaAttentionGrad, { dout: datt, qkv: s.q, probs: s.p }, { nHead: H });
+      const [da1, dwqkv, dbqkv] = k(K.PersonaLinearGrad, { dy: dq, x: s.a1, w: w.wqkv }, { hasBias: true });
+      const [dha, dg1, db1] = k(K.PersonaLayerNormGrad, { dy: da1, x: s.h, gamma: w.g1, mean: s.m1, rstd: s.r1 });
       dh = k('Add', { a: dh1, b: dha })[0];
       gradsOut.push(dwfc2, dbfc2, dwfc, dbfc, dg2, db2, dwproj, dbproj, dwqkv, dbqkv, dg1, db1);
     }
-    gradsOut.push(...k('PersonaEmbeddingGrad', { dx: dh, ids }, { vocabSize: V, maxT: Tn }));
-    k('PersonaSumSquares', gradsOut);
-    k('PersonaAdamW', adamList, { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: ++step, decayMask, gradScale: 1 });
+    gradsOut.push(...k(K.PersonaEmbeddingGrad, { dx: dh, ids }, { vocabSize: V, maxT: Tn }));
+    k(K.PersonaSumSquares, gradsOut);
+    k(K.PersonaAdamW, adamList, { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: ++step, decayMask, gradScale: 1 });
   });
 }
 trainStep();

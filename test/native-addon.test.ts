@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { contractMismatch, loadNativeAddon } from '../src/backend/native/addon.js';
 import { NATIVE_BACKEND_NAME } from '../src/backend/native/backend.js';
 import {
-  ADDON_SIGNATURES, type AddonFault, type NativeAddon, OP_CODES, PERSONA_KERNEL_NAMES, PERSONA_KERNELS, UNARY_OPS,
+  ADDON_SIGNATURES, type AddonFault, type NativeAddon, OP_CODES, PERSONA_KERNEL_NAMES, PERSONA_KERNELS, PersonaLinear, UNARY_OPS,
 } from '../src/backend/native/contracts.js';
 import { checkInputs } from '../src/backend/native/fused.js';
 import { skipNative } from './native-helpers.js';
@@ -56,10 +56,10 @@ describe('native addon: contracts', { skip: skipNative }, () => {
   });
 
   test('a kernel refuses inputs its contract does not name', () => {
-    assert.throws(() => checkInputs('PersonaLinear', { x: {}, W: {} }), /PersonaLinear: missing input 'w'/);
-    assert.throws(() => checkInputs('PersonaLinear', { x: {}, w: {}, bias: {} }), /unknown input 'bias'/);
-    checkInputs('PersonaLinear', { x: {}, w: {} });
-    checkInputs('PersonaLinear', { x: {}, w: {}, b: {} });
+    assert.throws(() => checkInputs(PersonaLinear, { x: {}, W: {} }), /PersonaLinear: missing input 'w'/);
+    assert.throws(() => checkInputs(PersonaLinear, { x: {}, w: {}, bias: {} }), /unknown input 'bias'/);
+    checkInputs(PersonaLinear, { x: {}, w: {} });
+    checkInputs(PersonaLinear, { x: {}, w: {}, b: {} });
   });
 });
 

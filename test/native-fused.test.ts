@@ -3,11 +3,14 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { loadNativeAddon } from '../src/backend/native/addon.js';
+import * as Kn from '../src/backend/native/contracts.js';
+import { type KernelAttrs, type KernelInputs, type PersonaKernelName, runPersonaKernel } from '../src/backend/native/contracts.js';
 import { assertClose, bitsEqual, maxAbs, randInt, randn, runOn, size, skipNative } from './native-helpers.js';
 
 const T = (shape: number[], seed: number, scale = 1) => tf.tensor(randn(size(shape), seed, scale), shape);
-const run = (name: string, inputs: tf.NamedTensorMap | tf.Tensor[], attrs: Record<string, unknown> = {}) => {
-  const r = tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as tf.NamedAttrMap);
+/** A fused kernel through its typed contract, its outputs as a list. */
+const run = <N extends PersonaKernelName>(name: N, inputs: KernelInputs<N>, attrs?: KernelAttrs<N>): tf.Tensor[] => {
+  const r = runPersonaKernel(name, inputs, attrs);
   return Array.isArray(r) ? r : [r];
 };
 
@@ -68,10 +71,10 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
       const lin = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
         tf.add(tf.matMul(xx.reshape([-1, K]), ww), bias ? bb : 0).reshape([...xs.slice(0, -1), N]);
       await close(`linear ${xs}`,
-        () => run('PersonaLinear', bias ? { x: x(), w: w(), b: b() } : { x: x(), w: w() }),
+        () => run(Kn.PersonaLinear, bias ? { x: x(), w: w(), b: b() } : { x: x(), w: w() }),
         () => lin(x(), w(), b()));
       await close(`linearGrad ${xs}`,
-        () => run('PersonaLinearGrad', { dy: dy(), x: x(), w: w() }, { hasBias: bias }),
+        () => run(Kn.PersonaLinearGrad, { dy: dy(), x: x(), w: w() }, { hasBias: bias }),
         () => bias
           ? tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(lin(xx, ww, bb), dy())))([x(), w(), b()])
           : tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(lin(xx, ww, tf.zeros([N])), dy())))([x(), w()]));
@@ -81,9 +84,9 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
   test('PersonaLinear with transposeW (tied head) and its gradient', async () => {
     const x = () => T([3, 4, 16], 5), e = () => T([50, 16], 6, 0.5), dy = () => T([3, 4, 50], 7);
     const lin = (xx: tf.Tensor, ee: tf.Tensor) => tf.matMul(xx.reshape([12, 16]), ee, false, true).reshape([3, 4, 50]);
-    await close('linear transposeW', () => run('PersonaLinear', { x: x(), w: e() }, { transposeW: true }), () => lin(x(), e()));
+    await close('linear transposeW', () => run(Kn.PersonaLinear, { x: x(), w: e() }, { transposeW: true }), () => lin(x(), e()));
     await close('linearGrad transposeW',
-      () => run('PersonaLinearGrad', { dy: dy(), x: x(), w: e() }, { hasBias: true, transposeW: true }),
+      () => run(Kn.PersonaLinearGrad, { dy: dy(), x: x(), w: e() }, { hasBias: true, transposeW: true }),
       () => [...tf.grads((xx: tf.Tensor, ee: tf.Tensor) => tf.sum(tf.mul(lin(xx, ee), dy())))([x(), e()]),
         tf.sum(dy().reshape([12, 50]), 0)]);
   });
@@ -93,13 +96,13 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
     const dy = () => T([2, 5, 12], 13);
     const pre = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
       tf.add(tf.matMul(xx.reshape([10, 8]), ww), bb).reshape([2, 5, 12]);
-    await close('linearGelu', () => run('PersonaLinearGelu', { x: x(), w: w(), b: b() }), () => {
+    await close('linearGelu', () => run(Kn.PersonaLinearGelu, { x: x(), w: w(), b: b() }), () => {
       const h = pre(x(), w(), b());
       return [geluRef(h), h];
     });
     await close('linearGeluGrad', () => {
-      const [, h] = run('PersonaLinearGelu', { x: x(), w: w(), b: b() });
-      return run('PersonaLinearGeluGrad', { dy: dy(), x: x(), w: w(), h });
+      const [, h] = run(Kn.PersonaLinearGelu, { x: x(), w: w(), b: b() });
+      return run(Kn.PersonaLinearGeluGrad, { dy: dy(), x: x(), w: w(), h });
     }, () => tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
       tf.sum(tf.mul(geluRef(pre(xx, ww, bb)), dy())))([x(), w(), b()]));
   });
@@ -111,15 +114,15 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
       const x = () => tf.add(T(shape, 20, 2), 0.5), g = () => tf.add(T([C], 21, 0.1), 1), b = () => T([C], 22, 0.1);
       const dy = () => T(shape, 23);
       await close(`layerNorm ${shape}`,
-        () => run('PersonaLayerNorm', { x: x(), gamma: g(), beta: b() }, { eps }),
+        () => run(Kn.PersonaLayerNorm, { x: x(), gamma: g(), beta: b() }, { eps }),
         () => {
           const { mean, variance } = tf.moments(x(), -1);
           return [layerNormRef(x(), g(), b(), eps), mean.reshape([rows]), tf.rsqrt(tf.add(variance, eps)).reshape([rows])];
         });
       await close(`layerNormGrad ${shape}`,
         () => {
-          const [, mean, rstd] = run('PersonaLayerNorm', { x: x(), gamma: g(), beta: b() }, { eps });
-          return run('PersonaLayerNormGrad', { dy: dy(), x: x(), gamma: g(), mean, rstd });
+          const [, mean, rstd] = run(Kn.PersonaLayerNorm, { x: x(), gamma: g(), beta: b() }, { eps });
+          return run(Kn.PersonaLayerNormGrad, { dy: dy(), x: x(), gamma: g(), mean, rstd });
         },
         () => tf.grads((xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) =>
           tf.sum(tf.mul(layerNormRef(xx, gg, bb, eps), dy())))([x(), g(), b()]), 2e-4, 2e-5);
@@ -129,15 +132,15 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
   test('PersonaGelu and its gradient', async () => {
     const x = () => tf.concat([T([1000], 30, 3), tf.tensor([0, -0, 1e-6, -1e-6, 10, -10, 30, -30])]);
     const dy = () => T([1008], 31);
-    await close('gelu', () => run('PersonaGelu', { x: x() }), () => geluRef(x()), 1e-5, 1e-6);
-    await close('geluGrad', () => run('PersonaGeluGrad', { dy: dy(), x: x() }),
+    await close('gelu', () => run(Kn.PersonaGelu, { x: x() }), () => geluRef(x()), 1e-5, 1e-6);
+    await close('geluGrad', () => run(Kn.PersonaGeluGrad, { dy: dy(), x: x() }),
       () => tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(geluRef(xx), dy())))(x()), 1e-4, 1e-5);
   });
 
   test('PersonaAttention and its gradient', async () => {
     for (const [B, Tn, C, H] of [[2, 7, 12, 3], [1, 1, 8, 2], [1, 33, 64, 2], [2, 16, 32, 4]]) {
       const qkv = () => T([B, Tn, 3 * C], 40 + Tn, 0.7), dout = () => T([B, Tn, C], 41);
-      const got = await runOn('native', () => run('PersonaAttention', { qkv: qkv() }, { nHead: H }));
+      const got = await runOn('native', () => run(Kn.PersonaAttention, { qkv: qkv() }, { nHead: H }));
       await close(`attention ${[B, Tn, C, H]}`, got, () => {
         const r = attentionRef(qkv(), H);
         return [r.out, r.probs];
@@ -150,8 +153,8 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
       }
       await close(`attentionGrad ${[B, Tn, C, H]}`,
         () => {
-          const [, p] = run('PersonaAttention', { qkv: qkv() }, { nHead: H });
-          return run('PersonaAttentionGrad', { dout: dout(), qkv: qkv(), probs: p }, { nHead: H });
+          const [, p] = run(Kn.PersonaAttention, { qkv: qkv() }, { nHead: H });
+          return run(Kn.PersonaAttentionGrad, { dout: dout(), qkv: qkv(), probs: p }, { nHead: H });
         },
         () => tf.grad((q: tf.Tensor) => tf.sum(tf.mul(attentionRef(q, H).out, dout())))(qkv()), 2e-4, 2e-5);
     }
@@ -163,7 +166,7 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
     const targets = () => tf.tensor(randInt(N, V, 51), [N], 'int32');
     const wv = new Float32Array(N).map((_, i) => (i % 5 === 0 ? 0 : i % 3 === 0 ? 2 : 1));
     const weights = () => tf.tensor(wv, [N]);
-    const got = await runOn('native', () => run('PersonaSoftmaxXent', { logits: logits(), targets: targets(), weights: weights() }));
+    const got = await runOn('native', () => run(Kn.PersonaSoftmaxXent, { logits: logits(), targets: targets(), weights: weights() }));
     await close('xent', got, () => {
       const l = logits();
       return [xentRef(l, targets(), weights()), tf.grad((x: tf.Tensor) => xentRef(x, targets(), weights()))(l)];
@@ -172,18 +175,18 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
       assert.ok(got[1].values.subarray(i * V, (i + 1) * V).every((v) => v === 0), 'zero-weight rows');
     }
     const evalOut = await runOn('native', () =>
-      run('PersonaSoftmaxXent', { logits: logits(), targets: targets(), weights: weights() }, { computeGrad: false }));
+      run(Kn.PersonaSoftmaxXent, { logits: logits(), targets: targets(), weights: weights() }, { computeGrad: false }));
     assert.deepEqual(evalOut[1].shape, [0]);
     assert.equal(evalOut[0].values[0], got[0].values[0]);
     const zero = await runOn('native', () =>
-      run('PersonaSoftmaxXent', { logits: logits(), targets: targets(), weights: tf.zeros([N]) }));
+      run(Kn.PersonaSoftmaxXent, { logits: logits(), targets: targets(), weights: tf.zeros([N]) }));
     assert.equal(zero[0].values[0], 0);
     // rank-3 logits with extreme values
     const l3 = () => tf.mul(T([2, 3, 7], 52), 100), t3 = () => tf.tensor(randInt(6, 7, 53), [6], 'int32');
-    await close('xent rank 3', () => run('PersonaSoftmaxXent', { logits: l3(), targets: t3(), weights: tf.ones([6]) }),
+    await close('xent rank 3', () => run(Kn.PersonaSoftmaxXent, { logits: l3(), targets: t3(), weights: tf.ones([6]) }),
       () => [xentRef(l3(), t3(), tf.ones([6])), tf.grad((x: tf.Tensor) => xentRef(x, t3(), tf.ones([6])))(l3())], 1e-5, 1e-6);
     await tf.setBackend('native');
-    assert.throws(() => tf.tidy(() => run('PersonaSoftmaxXent', {
+    assert.throws(() => tf.tidy(() => run(Kn.PersonaSoftmaxXent, {
       logits: logits(), targets: tf.fill([N], V, 'int32'), weights: weights(),
     })), /out of range/);
   });
@@ -193,13 +196,13 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
     const ids = () => tf.tensor(randInt(B * Tn, V, 60), [B, Tn], 'int32');
     const wte = () => T([V, C], 61), wpe = () => T([maxT, C], 62), dx = () => T([B, Tn, C], 63);
     const ref = (e: tf.Tensor, p: tf.Tensor) => tf.add(tf.gather(e, ids()), tf.slice(p, [0, 0], [Tn, C]));
-    await close('embedding', () => run('PersonaEmbedding', { ids: ids(), wte: wte(), wpe: wpe() }),
+    await close('embedding', () => run(Kn.PersonaEmbedding, { ids: ids(), wte: wte(), wpe: wpe() }),
       () => ref(wte(), wpe()), 1e-6, 1e-7);
-    await close('embeddingGrad', () => run('PersonaEmbeddingGrad', { dx: dx(), ids: ids() }, { vocabSize: V, maxT }),
+    await close('embeddingGrad', () => run(Kn.PersonaEmbeddingGrad, { dx: dx(), ids: ids() }, { vocabSize: V, maxT }),
       () => tf.grads((e: tf.Tensor, p: tf.Tensor) => tf.sum(tf.mul(ref(e, p), dx())))([wte(), wpe()]), 1e-5, 1e-6);
     await tf.setBackend('native');
     assert.throws(() => tf.tidy(() =>
-      run('PersonaEmbedding', { ids: tf.tensor([[0, V]], [1, 2], 'int32'), wte: wte(), wpe: wpe() })), /out of range/);
+      run(Kn.PersonaEmbedding, { ids: tf.tensor([[0, V]], [1, 2], 'int32'), wte: wte(), wpe: wpe() })), /out of range/);
   });
 
   test('PersonaAdamW updates in place; PersonaSumSquares', async () => {
@@ -214,7 +217,7 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
       const gs = shapes.map((s, i) => tf.tensor(randn(size(s), 80 + 10 * step + i), s));
       const list = ps.flatMap((p, i) => [p, gs[i], ms[i], vs[i]]);
       const before = tf.memory().numTensors;
-      tf.dispose(run('PersonaAdamW', list, { ...hp, step, decayMask }));
+      tf.dispose(run(Kn.PersonaAdamW, list, { ...hp, step, decayMask }));
       assert.equal(tf.memory().numTensors, before);
       shapes.forEach((_, i) => {
         const g = gs[i].dataSync(), r = ref[i];
@@ -234,7 +237,7 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
       assertClose(ms[i].dataSync(), ref[i].m, `adamw m${i}`, 1e-5, 1e-7);
       assertClose(vs[i].dataSync(), ref[i].v, `adamw v${i}`, 1e-5, 1e-9);
     });
-    const [ss] = run('PersonaSumSquares', ps);
+    const [ss] = run(Kn.PersonaSumSquares, ps);
     let want = 0;
     for (const p of ps) for (const v of p.dataSync()) want += v * v;
     assertClose(ss.dataSync(), [want], 'sumSquares', 1e-6, 0);
@@ -244,16 +247,16 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
   test('fused kernels are deterministic (bitwise), also across thread counts', async () => {
     const fn = () => {
       const qkv = T([2, 16, 96], 90, 0.5), x = T([2, 16, 32], 91), w = T([32, 96], 92, 0.3);
-      const [, p] = run('PersonaAttention', { qkv }, { nHead: 4 });
-      const [, mean, rstd] = run('PersonaLayerNorm', { x, gamma: tf.ones([32]), beta: tf.zeros([32]) }, { eps: 1e-5 });
+      const [, p] = run(Kn.PersonaAttention, { qkv }, { nHead: 4 });
+      const [, mean, rstd] = run(Kn.PersonaLayerNorm, { x, gamma: tf.ones([32]), beta: tf.zeros([32]) }, { eps: 1e-5 });
       const ids = tf.tensor(randInt(32, 50, 93), [2, 16], 'int32');
       return [
-        ...run('PersonaAttentionGrad', { dout: x, qkv, probs: p }, { nHead: 4 }),
-        ...run('PersonaLayerNormGrad', { dy: x, x, gamma: tf.ones([32]), mean, rstd }),
-        ...run('PersonaLinearGrad', { dy: T([2, 16, 96], 94), x, w }, { hasBias: true }),
-        ...run('PersonaSoftmaxXent', { logits: T([32, 50], 95), targets: tf.reshape(ids, [32]), weights: tf.ones([32]) }),
-        ...run('PersonaEmbeddingGrad', { dx: x, ids }, { vocabSize: 50, maxT: 20 }),
-        ...run('PersonaSumSquares', [x, w]),
+        ...run(Kn.PersonaAttentionGrad, { dout: x, qkv, probs: p }, { nHead: 4 }),
+        ...run(Kn.PersonaLayerNormGrad, { dy: x, x, gamma: tf.ones([32]), mean, rstd }),
+        ...run(Kn.PersonaLinearGrad, { dy: T([2, 16, 96], 94), x, w }, { hasBias: true }),
+        ...run(Kn.PersonaSoftmaxXent, { logits: T([32, 50], 95), targets: tf.reshape(ids, [32]), weights: tf.ones([32]) }),
+        ...run(Kn.PersonaEmbeddingGrad, { dx: x, ids }, { vocabSize: 50, maxT: 20 }),
+        ...run(Kn.PersonaSumSquares, [x, w]),
       ];
     };
     const a = await runOn('native', fn), b = await runOn('native', fn);
@@ -281,10 +284,10 @@ describe('native backend: fused kernels', { skip: skipNative }, () => {
       const before = tf.memory().numTensors;
       tf.tidy(() => {
         const qkv = T([1, 8, 24], 1);
-        const [o, p] = run('PersonaAttention', { qkv }, { nHead: 2 });
-        run('PersonaAttentionGrad', { dout: o, qkv, probs: p }, { nHead: 2 });
-        run('PersonaLinearGelu', { x: o, w: T([8, 4], 2), b: T([4], 3) });
-        run('PersonaSoftmaxXent', { logits: T([8, 5], 4), targets: tf.zeros([8], 'int32'), weights: tf.ones([8]) });
+        const [o, p] = run(Kn.PersonaAttention, { qkv }, { nHead: 2 });
+        run(Kn.PersonaAttentionGrad, { dout: o, qkv, probs: p }, { nHead: 2 });
+        run(Kn.PersonaLinearGelu, { x: o, w: T([8, 4], 2), b: T([4], 3) });
+        run(Kn.PersonaSoftmaxXent, { logits: T([8, 5], 4), targets: tf.zeros([8], 'int32'), weights: tf.ones([8]) });
       });
       assert.equal(tf.memory().numTensors, before);
     } finally {

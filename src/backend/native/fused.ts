@@ -7,6 +7,7 @@
  * runs, and every size against the others before the addon is called.
  */
 import * as tf from '@tensorflow/tfjs';
+import * as Kn from './contracts.js';
 import {
   type KernelAttrs, type KernelInputs, type NativeAddon, PERSONA_KERNEL_NAMES, PERSONA_KERNELS, type PersonaKernelName,
 } from './contracts.js';
@@ -63,7 +64,7 @@ export function checkInputs(name: PersonaKernelName, inputs: unknown): void {
 function fusedImpls(addon: NativeAddon): Impls {
   return {
     PersonaLinear: ({ x, w, b: bias }, a, b) => {
-      const kn = 'PersonaLinear';
+      const kn = Kn.PersonaLinear;
       const tw = a.transposeW === true;
       const { M, K, N, lead } = linearShapes(kn, x, w, tw);
       checkBias(kn, bias, N);
@@ -73,7 +74,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaLinearGrad: ({ dy, x, w }, a, b) => {
-      const kn = 'PersonaLinearGrad';
+      const kn = Kn.PersonaLinearGrad;
       const tw = a.transposeW === true;
       const { M, K, N } = linearShapes(kn, x, w, tw);
       if (sizeOf(dy.shape) !== M * N) throw new Error(`${kn}: dy must have ${M}x${N} elements`);
@@ -86,7 +87,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaLinearGelu: ({ x, w, b: bias }, _a, b) => {
-      const kn = 'PersonaLinearGelu';
+      const kn = Kn.PersonaLinearGelu;
       const { M, K, N, lead } = linearShapes(kn, x, w);
       checkBias(kn, bias, N);
       const y = allocF32(b, M * N), h = allocF32(b, M * N);
@@ -95,7 +96,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaLinearGeluGrad: ({ dy, x, w, h }, a, b) => {
-      const kn = 'PersonaLinearGeluGrad';
+      const kn = Kn.PersonaLinearGeluGrad;
       const { M, K, N } = linearShapes(kn, x, w);
       if (sizeOf(dy.shape) !== M * N || sizeOf(h.shape) !== M * N) throw new Error(`${kn}: dy and h must have ${M}x${N} elements`);
       const dx = allocF32(b, M * K), dw = allocF32(b, K * N);
@@ -108,7 +109,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaLayerNorm: ({ x, gamma, beta }, a, b) => {
-      const kn = 'PersonaLayerNorm';
+      const kn = Kn.PersonaLayerNorm;
       const C = x.shape[x.shape.length - 1];
       if (sizeOf(gamma.shape) !== C || sizeOf(beta.shape) !== C) throw new Error(`${kn}: gamma/beta must be [${C}]`);
       const rows = sizeOf(x.shape) / (C || 1);
@@ -120,7 +121,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaLayerNormGrad: ({ dy, x, gamma, mean, rstd }, _a, b) => {
-      const kn = 'PersonaLayerNormGrad';
+      const kn = Kn.PersonaLayerNormGrad;
       const C = x.shape[x.shape.length - 1];
       const rows = sizeOf(x.shape) / (C || 1);
       if (sizeOf(dy.shape) !== rows * C || sizeOf(mean.shape) !== rows || sizeOf(rstd.shape) !== rows || sizeOf(gamma.shape) !== C) {
@@ -133,14 +134,14 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaGelu: ({ x }, _a, b) => {
-      const xv = requireF32(b, x, 'x', 'PersonaGelu');
+      const xv = requireF32(b, x, 'x', Kn.PersonaGelu);
       const y = allocF32(b, xv.length);
       addon.gelu(xv, y);
       return out(b, x.shape, y);
     },
 
     PersonaGeluGrad: ({ dy, x }, _a, b) => {
-      const xv = requireF32(b, x, 'x', 'PersonaGeluGrad'), dyv = requireF32(b, dy, 'dy', 'PersonaGeluGrad');
+      const xv = requireF32(b, x, 'x', Kn.PersonaGeluGrad), dyv = requireF32(b, dy, 'dy', Kn.PersonaGeluGrad);
       if (xv.length !== dyv.length) throw new Error('PersonaGeluGrad: dy and x sizes differ');
       const dx = allocF32(b, xv.length);
       addon.geluGrad(dyv, xv, dx);
@@ -148,7 +149,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaAttention: ({ qkv }, a, b) => {
-      const kn = 'PersonaAttention';
+      const kn = Kn.PersonaAttention;
       const { B, T, C, H } = attnShape(kn, qkv, a.nHead);
       const o = allocF32(b, B * T * C), probs = allocF32(b, B * H * T * T);
       addon.attention(requireF32(b, qkv, 'qkv', kn), o, probs, B, T, C, H);
@@ -156,7 +157,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaAttentionGrad: ({ dout, qkv, probs }, a, b) => {
-      const kn = 'PersonaAttentionGrad';
+      const kn = Kn.PersonaAttentionGrad;
       const { B, T, C, H } = attnShape(kn, qkv, a.nHead);
       if (sizeOf(dout.shape) !== B * T * C || sizeOf(probs.shape) !== B * H * T * T) throw new Error(`${kn}: dout/probs shape mismatch`);
       const d = allocF32(b, B * T * 3 * C);
@@ -165,7 +166,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaSoftmaxXent: ({ logits, targets, weights }, a, b) => {
-      const kn = 'PersonaSoftmaxXent';
+      const kn = Kn.PersonaSoftmaxXent;
       const V = logits.shape[logits.shape.length - 1];
       const N = sizeOf(logits.shape) / (V || 1);
       if (sizeOf(targets.shape) !== N || sizeOf(weights.shape) !== N) throw new Error(`${kn}: targets and weights must have ${N} elements`);
@@ -176,7 +177,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaEmbedding: ({ ids, wte, wpe }, _a, b) => {
-      const kn = 'PersonaEmbedding';
+      const kn = Kn.PersonaEmbedding;
       const T = ids.shape[ids.shape.length - 1];
       const BT = sizeOf(ids.shape);
       const [V, C] = wte.shape;
@@ -187,7 +188,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaEmbeddingGrad: ({ dx, ids }, a, b) => {
-      const kn = 'PersonaEmbeddingGrad';
+      const kn = Kn.PersonaEmbeddingGrad;
       const T = ids.shape[ids.shape.length - 1];
       const BT = sizeOf(ids.shape);
       const C = dx.shape[dx.shape.length - 1];
@@ -200,7 +201,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaAdamW: (inputs, a, b) => {
-      const kn = 'PersonaAdamW';
+      const kn = Kn.PersonaAdamW;
       const ts = listOf(inputs);
       if (ts.length % 4 !== 0) throw new Error(`${kn}: inputs must be [p0,g0,m0,v0, p1,g1,m1,v1, ...]`);
       const arrays = ts.map((t, i) => requireF32(b, t, `#${i}`, kn));
@@ -215,7 +216,7 @@ function fusedImpls(addon: NativeAddon): Impls {
     },
 
     PersonaSumSquares: (inputs, _a, b) => {
-      const arrays = listOf(inputs).map((t, i) => requireF32(b, t, `#${i}`, 'PersonaSumSquares'));
+      const arrays = listOf(inputs).map((t, i) => requireF32(b, t, `#${i}`, Kn.PersonaSumSquares));
       return out(b, [], Float32Array.of(addon.sumSquares(arrays)));
     },
   };
