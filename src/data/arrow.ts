@@ -1,6 +1,7 @@
 /**
  * Arrow IPC I/O: every dataset, metrics log and evaluation is an Arrow file a user can open in
- * pandas, polars or DuckDB. Files are written to a temporary name and renamed, never half-written.
+ * pandas, polars or DuckDB. Files are written to a temporary name and renamed, never half-written
+ * (src/util/atomic-files.ts).
  */
 import {
   Field, List, makeData, makeVector, Schema, Table, tableFromIPC, tableToIPC, Uint16, Uint8, Int32, Float32,
@@ -8,9 +9,6 @@ import {
 } from 'apache-arrow';
 import { readFileSync } from 'node:fs';
 import { writeBytesAtomic } from '../util/atomic-files.js';
-
-/** Re-exported for code written before they moved to src/util/atomic-files.ts (import them from there). */
-export { replaceDirAtomic, writeBytesAtomic } from '../util/atomic-files.js';
 
 type NumericList = Uint16 | Uint8 | Int32 | Float32;
 type TypedArrayOf<T extends NumericList> = T extends Uint16 ? Uint16Array : T extends Uint8 ? Uint8Array : T extends Int32 ? Int32Array : Float32Array;
