@@ -1,6 +1,7 @@
 /** `npm run bench`: training and forward speed of a backend, optionally side by side with PyTorch (src/bench/). */
 import { BACKEND_CHOICES, type BackendChoice } from '../src/backend.js';
 import { BENCH_DEFAULTS, runBench } from '../src/bench/bench.js';
+import { BROWSER_BACKENDS, type BrowserBenchBackend } from '../src/bench/browser.js';
 import { PARITY_DIR, writeParityFixture } from '../src/bench/parity.js';
 import { formatBenchTable } from '../src/bench/results.js';
 import { cli, runCli } from '../src/cli/run.js';
@@ -8,7 +9,7 @@ import { PRESETS } from '../src/model/model-config.js';
 
 await runCli(async () => {
   const argv = await cli('npm run bench --', 'Time the real training step (and forward pass) of the GPT on a backend.\n\nUsage: npm run bench -- [options]')
-    .option('backend', { choices: BACKEND_CHOICES, default: 'auto' as BackendChoice, describe: 'tfjs backend (auto: tensorflow, native, wasm, cpu)' })
+    .option('backend', { choices: [...BACKEND_CHOICES, ...BROWSER_BACKENDS], default: 'auto' as BackendChoice | BrowserBenchBackend, describe: 'tfjs backend (auto: tensorflow, native, wasm, cpu; webgpu and webgl run in headless Chromium on this machine\'s GPU)' })
     .option('gpu', { type: 'boolean', default: false, describe: 'use @tensorflow/tfjs-node-gpu (must be installed)' })
     .option('preset', { choices: PRESETS, default: 'small' as (typeof PRESETS)[number], describe: 'model preset (models/<preset>.json; vocabulary of the world)' })
     .option('batch', { type: 'number', default: BENCH_DEFAULTS.batch, describe: 'sequences per step (each of the preset\'s context length)' })
@@ -25,6 +26,7 @@ await runCli(async () => {
     .option('write-parity-fixture', { type: 'boolean', default: false, describe: `regenerate the PyTorch parity fixture (${'test/fixtures/parity'}) and exit` })
     .example('npm run bench -- --backend native --reference torch', 'native vs PyTorch on the small preset, 5 paired rounds')
     .example('npm run bench -- --backend cpu --steps 1 --repeats 3 --warmup 1', 'the slow pure-JS backend, briefly')
+    .example('npm run bench -- --backend webgpu', 'the GPU through WebGPU in headless Chromium (apt-get install chromium)')
     .example('npm run bench -- --write-parity-fixture', 'PyTorch loss, gradients and AdamW step for test/parity.test.ts')
     .parse();
 

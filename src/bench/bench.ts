@@ -20,13 +20,15 @@ import { AdamW, learningRate, type AdamWOptions } from '../train/optimizer.js';
 import { PRETRAIN_DEFAULTS } from '../train/options.js';
 import { adamOptions } from '../train/session.js';
 import { Rng } from '../util/rng.js';
+import { isBrowserBackend, runBrowserBench, type BrowserBenchBackend } from './browser.js';
 import { FLOPS_FORMULA, median, trainFlopsPerToken } from './flops.js';
 import { concat } from './parity.js';
 import { appendBenchRows, type BenchRow } from './results.js';
 import { blasWarning, findTorch, TORCH_ENV, TorchServer, type TorchInfo } from './torch.js';
 
 export interface BenchOptions {
-  backend: BackendChoice;
+  /** webgpu and webgl run in headless Chromium (src/bench/browser.ts). */
+  backend: BackendChoice | BrowserBenchBackend;
   gpu: boolean;
   preset: string;
   batch: number;
@@ -136,6 +138,7 @@ export async function runBench(o: BenchOptions, log: Log = (l) => process.stderr
   }
   if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new Error(`--warmup must be an integer >= 0, got ${o.warmup}`);
   if (o.data && !existsSync(join(o.data, 'pretrain.arrow'))) throw new Error(`${o.data} has no pretrain.arrow; generate it with npm run data, or drop --data to use a synthetic stream`);
+  if (isBrowserBackend(o.backend)) return runBrowserBench({ ...o, backend: o.backend }, log);
 
   const info = await selectBackend(o.backend, o.gpu);
   log(describeBackend(info));
