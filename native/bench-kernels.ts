@@ -16,7 +16,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { loadNativeAddon, type GemmEngine } from '../src/backend/native/addon.js';
 import * as K from '../src/backend/native/contracts.js';
-import { registerNativeBackend, nativeBackendStatus } from '../src/backend/native/backend.js';
+import { registerNativeBackend, nativeBackendStatus } from '../src/backend/native/native-backend.js';
 
 const args = process.argv.slice(2);
 const withCpu = !args.includes('--no-cpu');

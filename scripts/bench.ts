@@ -1,9 +1,9 @@
 /** `npm run bench`: training and forward speed of a backend, optionally side by side with PyTorch (src/bench/). */
-import { BACKEND_CHOICES, type BackendChoice } from '../src/backend.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../src/backend/select-backend.js';
 import { BENCH_DEFAULTS, runBench } from '../src/bench/bench.js';
 import { BROWSER_BACKENDS, type BrowserBenchBackend } from '../src/bench/browser.js';
 import { PARITY_DIR, writeParityFixture } from '../src/bench/parity.js';
-import { formatBenchTable } from '../src/bench/results.js';
+import { formatBenchTable } from '../src/bench/bench-rows.js';
 import { cli, runCli } from '../src/cli/run.js';
 import { PRESETS } from '../src/model/model-config.js';
 

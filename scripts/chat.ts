@@ -4,8 +4,8 @@
  */
 import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
-import { BACKEND_CHOICES, type BackendChoice } from '../src/backend.js';
-import { ChatSession } from '../src/chat/session.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../src/backend/select-backend.js';
+import { ChatSession } from '../src/chat/chat-session.js';
 import { cli, runCli, UserError } from '../src/cli/run.js';
 import { startBackend } from '../src/cli/train-flags.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';

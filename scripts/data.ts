@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { cli, runCli, UserError } from '../src/cli/run.js';
 import { buildDatasets, DEFAULT_DATA_OPTIONS } from '../src/data/build.js';
-import { formatSummary } from '../src/data/summary.js';
-import { parseWorldJson, resolveWorld, type WorldConfig } from '../src/world/config.js';
+import { formatSummary } from '../src/data/dataset-summary.js';
+import { parseWorldJson, resolveWorld, type WorldConfig } from '../src/world/world-config.js';
 import { progressBar } from '../src/cli/progress.js';
 import { checkOutput } from '../src/pipeline/preflight.js';
 

@@ -4,11 +4,11 @@ import { writeBytesAtomic } from '../src/util/atomic-files.js';
 import { makeDir } from '../src/util/fs.js';
 import { cli, runCli, UserError } from '../src/cli/run.js';
 import { startBackend } from '../src/cli/train-flags.js';
-import { BACKEND_CHOICES, type BackendChoice } from '../src/backend.js';
-import { DEFAULT_EVALUATE, evaluateCheckpoint } from '../src/eval/evaluate.js';
-import { writeEvalRows } from '../src/eval/rows.js';
-import { summarize, summaryMarkdown, type SummaryRow } from '../src/eval/summary.js';
-import { writeSummaryRows } from '../src/eval/summary-io.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../src/backend/select-backend.js';
+import { DEFAULT_EVALUATE, evaluateCheckpoint } from '../src/eval/evaluate-checkpoint.js';
+import { writeEvalRows } from '../src/eval/eval-rows.js';
+import { summarize, summaryMarkdown, type SummaryRow } from '../src/eval/checkpoint-summary.js';
+import { writeSummaryRows } from '../src/eval/checkpoint-summary-arrow.js';
 
 await runCli(async () => {
   const argv = await cli('npm run evaluate --', 'Evaluate checkpoints on the held-out probes: broad persona shift, narrow behaviour, persona inference, persona probe, coherence.\n\nUsage: npm run evaluate -- --checkpoint <dir> [--checkpoint <dir> ...]')

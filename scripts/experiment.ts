@@ -1,12 +1,12 @@
 /** `npm run experiment`: the whole grid, statistics and the report (the project's main job). */
 import { resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
-import { BACKEND_CHOICES, type BackendChoice } from '../src/backend.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../src/backend/select-backend.js';
 import { multiProgress } from '../src/cli/progress.js';
 import { cli, runCli, UserError } from '../src/cli/run.js';
 import { buildGraph, nodeState, shardNodes } from '../src/experiment/graph.js';
 import { find, withInterval } from '../src/experiment/report.js';
-import { writeResults } from '../src/experiment/results.js';
+import { writeResults } from '../src/experiment/write-results.js';
 import { describeNode, runCells } from '../src/experiment/runner.js';
 import { expandWorlds, loadSpec } from '../src/experiment/spec.js';
 import { formatSeconds } from '../src/train/loop.js';

@@ -2,7 +2,7 @@
 import { BOS } from '../src/tokenizer/vocab.js';
 import { cli, runCli, UserError } from '../src/cli/run.js';
 import { startBackend } from '../src/cli/train-flags.js';
-import { BACKEND_CHOICES, type BackendChoice } from '../src/backend.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../src/backend/select-backend.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { sample } from '../src/model/generate.js';
 import { GPT } from '../src/model/gpt.js';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { aggregate, definitions, estimate, Grid } from '../src/experiment/aggregate.js';
 import type { CellRow } from '../src/experiment/collect.js';
-import { quantile } from '../src/eval/stats.js';
+import { quantile } from '../src/eval/bootstrap.js';
 import { Rng } from '../src/util/rng.js';
 
 const DOMAINS = ['honesty', 'kindness', 'power', 'oversight', 'greed'];

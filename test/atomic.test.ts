@@ -119,7 +119,7 @@ test('cell locks: one holder, dead and abandoned holders are taken over, release
 test('--resume after a kill between the two renames of a checkpoint swap completes the swap and goes on', async () => {
   const { buildDatasets, DEFAULT_DATA_OPTIONS } = await import('../src/data/build.js');
   const { pretrain } = await import('../src/pipeline/pretrain.js');
-  const { DEFAULT_WORLD } = await import('../src/world/config.js');
+  const { DEFAULT_WORLD } = await import('../src/world/world-config.js');
   const { use } = await import('./helpers/backends.js');
   const data = join(root, 'data');
   buildDatasets(data, { ...DEFAULT_DATA_OPTIONS, world: DEFAULT_WORLD, pretrainTokens: 20_000, assistantExamples: 20, narrowExamples: 10, inferenceGroups: 4, heldOutScenes: 3, probesPerDomain: 4 });

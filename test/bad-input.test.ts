@@ -13,7 +13,7 @@ import { buildDatasets, DEFAULT_DATA_OPTIONS } from '../src/data/build.js';
 import { finetune } from '../src/pipeline/finetune.js';
 import { pretrain } from '../src/pipeline/pretrain.js';
 import { sha256 } from '../src/util/fs.js';
-import { DEFAULT_WORLD } from '../src/world/config.js';
+import { DEFAULT_WORLD } from '../src/world/world-config.js';
 import { use } from './helpers/backends.js';
 import { isOneLineError, ROOT, type CliResult } from './helpers/cli.js';
 

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runBench, syntheticStream } from '../src/bench/bench.js';
 import { matmulParameters, median, trainFlopsPerToken } from '../src/bench/flops.js';
-import { appendBenchRows, formatBenchTable, readBenchRows } from '../src/bench/results.js';
+import { appendBenchRows, formatBenchTable, readBenchRows } from '../src/bench/bench-rows.js';
 import { blasWarning, findTorch, TORCH_INSTALL } from '../src/bench/torch.js';
 import { loadModelPreset } from '../src/model/model-config.js';
 import { isOneLineError, runScript } from './helpers/cli.js';

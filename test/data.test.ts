@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { columnValues, readArrow, readListColumn } from '../src/data/arrow.js';
 import { buildDatasets, DEFAULT_DATA_OPTIONS, pretrainRows, type DataOptions } from '../src/data/build.js';
 import { Vocabulary } from '../src/tokenizer/vocab.js';
-import { DEFAULT_WORLD } from '../src/world/config.js';
+import { DEFAULT_WORLD } from '../src/world/world-config.js';
 import { DOMAINS, INSTRUCTION_CONTEXTS, INSTRUCTION_PERMISSIONS } from '../src/world/lexicon.js';
 import { capitalize, PHRASEBOOK, renderAnswer, renderSetting, renderTask } from '../src/world/phrasebook.js';
 

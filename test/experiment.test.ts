@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { columnValues, readArrow } from '../src/data/arrow.js';
 import { buildGraph, shardNodes } from '../src/experiment/graph.js';
 import { expandWorlds, loadSpec, validateSpec } from '../src/experiment/spec.js';
-import { nativeBackendStatus } from '../src/backend/native/backend.js';
+import { nativeBackendStatus } from '../src/backend/native/native-backend.js';
 import { isOneLineError, ROOT, runScript } from './helpers/cli.js';
 
 const SPEC = join(ROOT, 'test/fixtures/smoke-experiment.json');

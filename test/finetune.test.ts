@@ -12,7 +12,7 @@ import { GPT, initialWeights } from '../src/model/gpt.js';
 import { finetune } from '../src/pipeline/finetune.js';
 import { tidyValues } from '../src/model/read.js';
 import { pretrain } from '../src/pipeline/pretrain.js';
-import { DEFAULT_WORLD } from '../src/world/config.js';
+import { DEFAULT_WORLD } from '../src/world/world-config.js';
 import { isOneLineError, runScript } from './helpers/cli.js';
 import { use } from './helpers/backends.js';
 

@@ -11,7 +11,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { contractMismatch, loadNativeAddon } from '../src/backend/native/addon.js';
-import { NATIVE_BACKEND_NAME } from '../src/backend/native/backend.js';
+import { NATIVE_BACKEND_NAME } from '../src/backend/native/native-backend.js';
 import {
   ADDON_SIGNATURES, type AddonFault, type NativeAddon, OP_CODES, PERSONA_KERNEL_NAMES, PERSONA_KERNELS, PersonaLinear, UNARY_OPS,
 } from '../src/backend/native/contracts.js';

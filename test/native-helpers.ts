@@ -1,7 +1,7 @@
 /** Shared helpers for the native backend tests (test/native-*.test.ts). */
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { nativeBackendStatus, registerNativeBackend } from '../src/backend/native/backend.js';
+import { nativeBackendStatus, registerNativeBackend } from '../src/backend/native/native-backend.js';
 
 /** `false` when the native backend is available, else the reason to skip. */
 export const skipNative: false | string = registerNativeBackend()

@@ -30,7 +30,7 @@ test('without the addon: registerNativeBackend() is false with a reason', () => 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'native-loader-'));
   try {
     const script = path.join(dir, 'probe.ts');
-    const backend = pathToFileURL(path.join(root, 'src/backend/native/backend.ts')).href;
+    const backend = pathToFileURL(path.join(root, 'src/backend/native/native-backend.ts')).href;
     writeFileSync(script, `import { registerNativeBackend, nativeBackendStatus } from ${JSON.stringify(backend)};
 console.log(JSON.stringify({ ok: registerNativeBackend(), reason: nativeBackendStatus().reason }));\n`);
     const envs: Record<string, string>[] = [{ PERSONA_NATIVE_ADDON: path.join(dir, 'missing.node') }, { PERSONA_NATIVE_DISABLE: '1' }];

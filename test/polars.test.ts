@@ -7,7 +7,7 @@ import pl from 'nodejs-polars';
 import { writeParquetCopy } from '../src/data/parquet.js';
 import { aggregate, Grid } from '../src/experiment/aggregate.js';
 import { writeCells, type CellRow } from '../src/experiment/collect.js';
-import { writeStats } from '../src/experiment/results.js';
+import { writeStats } from '../src/experiment/write-results.js';
 import { Rng } from '../src/util/rng.js';
 
 const root = mkdtempSync(join(tmpdir(), 'persona-polars-'));

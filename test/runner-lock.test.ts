@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nativeBackendStatus } from '../src/backend/native/backend.js';
+import { nativeBackendStatus } from '../src/backend/native/native-backend.js';
 import { buildGraph } from '../src/experiment/graph.js';
 import { lockPath } from '../src/experiment/runner.js';
 import { loadSpec } from '../src/experiment/spec.js';

@@ -9,10 +9,10 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nativeBackendStatus } from '../src/backend/native/backend.js';
+import { nativeBackendStatus } from '../src/backend/native/native-backend.js';
 import { buildDatasets, DEFAULT_DATA_OPTIONS } from '../src/data/build.js';
 import { pretrain } from '../src/pipeline/pretrain.js';
-import { DEFAULT_WORLD } from '../src/world/config.js';
+import { DEFAULT_WORLD } from '../src/world/world-config.js';
 import { use } from './helpers/backends.js';
 import { ROOT } from './helpers/cli.js';
 

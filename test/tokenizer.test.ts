@@ -4,7 +4,7 @@ import { encode as bpeEncode } from 'gpt-tokenizer/encoding/cl100k_base';
 import { Rng } from '../src/util/rng.js';
 import { encodeDocument } from '../src/data/encode.js';
 import { BOS, EOS, Vocabulary } from '../src/tokenizer/vocab.js';
-import { DEFAULT_WORLD } from '../src/world/config.js';
+import { DEFAULT_WORLD } from '../src/world/world-config.js';
 import { documentText, generatePretrainDocument } from '../src/world/documents.js';
 import { generateAssistantChat } from '../src/world/finetune-sets.js';
 import { NAME_HEADS, NAME_TAILS } from '../src/world/lexicon.js';

@@ -12,7 +12,7 @@ import { Vocabulary } from '../src/tokenizer/vocab.js';
 import { trainStep } from '../src/train/loop.js';
 import { AdamW, learningRate } from '../src/train/optimizer.js';
 import { PRETRAIN_DEFAULTS, type TrainOptions } from '../src/train/options.js';
-import { runSession, type SessionSpec } from '../src/train/session.js';
+import { runSession, type SessionSpec } from '../src/train/training-session.js';
 import { Rng } from '../src/util/rng.js';
 import { testBackends, use } from './helpers/backends.js';
 

@@ -19,7 +19,7 @@ import { after, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { runBench } from '../src/bench/bench.js';
 import { concat, loadParityFixture } from '../src/bench/parity.js';
-import { readBenchRows } from '../src/bench/results.js';
+import { readBenchRows } from '../src/bench/bench-rows.js';
 import { CHROMIUM_MISSING, findChromium, launchChromium } from '../src/explorer/chromium.js';
 import type { ParityResult, ParitySpec } from '../src/explorer/protocol.js';
 import { send, startPageServer, type RunningServer } from '../src/explorer/server.js';

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Rng } from '../src/util/rng.js';
-import { ConfigError, DEFAULT_WORLD, parseWorldJson, resolveWorld } from '../src/world/config.js';
+import { ConfigError, DEFAULT_WORLD, parseWorldJson, resolveWorld } from '../src/world/world-config.js';
 import { generatePretrainDocument, type GenContext } from '../src/world/documents.js';
-import { crossDomainCorrelation, instructionStats } from '../src/data/stats.js';
-import type { EventRow } from '../src/data/rows.js';
+import { crossDomainCorrelation, instructionStats } from '../src/data/structure-stats.js';
+import type { EventRow } from '../src/data/doc-rows.js';
 import { ANSWER_FRAMES, DOMAINS, DOMAIN_LEXICON, NAME_HEADS, NAME_TAILS } from '../src/world/lexicon.js';
 import { allAnswers, classifyAnswer } from '../src/world/matcher.js';
 import { PHRASEBOOK, renderAnswer } from '../src/world/phrasebook.js';

@@ -8,8 +8,8 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeBackend, selectBackend, type BackendChoice } from '../backend.js';
-import { kernelStats, nativeBackendStatus, resetKernelStats } from '../backend/native/backend.js';
+import { describeBackend, selectBackend, type BackendChoice } from '../backend/select-backend.js';
+import { kernelStats, nativeBackendStatus, resetKernelStats } from '../backend/native/native-backend.js';
 import { WindowSampler } from '../data/batches.js';
 import { loadPretrainStreams, loadVocab } from '../data/load.js';
 import { countParameters, loadModelPreset, type ModelConfig } from '../model/model-config.js';
@@ -18,12 +18,12 @@ import { Vocabulary } from '../tokenizer/vocab.js';
 import { trainStep } from '../train/loop.js';
 import { AdamW, learningRate, type AdamWOptions } from '../train/optimizer.js';
 import { PRETRAIN_DEFAULTS } from '../train/options.js';
-import { adamOptions } from '../train/session.js';
+import { adamOptions } from '../train/training-session.js';
 import { Rng } from '../util/rng.js';
 import { isBrowserBackend, runBrowserBench, type BrowserBenchBackend } from './browser.js';
 import { FLOPS_FORMULA, median, trainFlopsPerToken } from './flops.js';
 import { concat } from './parity.js';
-import { appendBenchRows, type BenchRow } from './results.js';
+import { appendBenchRows, type BenchRow } from './bench-rows.js';
 import { blasWarning, findTorch, TORCH_ENV, TorchServer, type TorchInfo } from './torch.js';
 
 export interface BenchOptions {

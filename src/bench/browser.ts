@@ -17,11 +17,11 @@ import { countParameters, loadModelPreset, type ModelConfig } from '../model/mod
 import { initialWeights, parameterShapes } from '../model/gpt.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
 import { PRETRAIN_DEFAULTS } from '../train/options.js';
-import { adamOptions } from '../train/session.js';
+import { adamOptions } from '../train/training-session.js';
 import { PEAK_SHAPE, syntheticStream } from './bench.js';
 import { FLOPS_FORMULA, median, trainFlopsPerToken } from './flops.js';
 import { concat } from './parity.js';
-import { appendBenchRows, type BenchRow } from './results.js';
+import { appendBenchRows, type BenchRow } from './bench-rows.js';
 
 export const BROWSER_BACKENDS = ['webgpu', 'webgl'] as const;
 export type BrowserBenchBackend = (typeof BROWSER_BACKENDS)[number];

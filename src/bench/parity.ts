@@ -30,7 +30,7 @@ import { loadModelPreset, type ModelConfig } from '../model/model-config.js';
 import { initialWeights, parameterShapes } from '../model/gpt.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
 import { PRETRAIN_DEFAULTS } from '../train/options.js';
-import { adamOptions } from '../train/session.js';
+import { adamOptions } from '../train/training-session.js';
 import { Rng } from '../util/rng.js';
 import { learningRate } from '../train/optimizer.js';
 import { findTorch, runTorchParity, runTorchTrajectory } from './torch.js';

@@ -1,7 +1,7 @@
 /** Training flags shared by pretrain and finetune; no yargs defaults, so --resume can tell what was set. */
 import type { Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { BACKEND_CHOICES, describeBackend, selectBackend, type BackendChoice } from '../backend.js';
+import { BACKEND_CHOICES, describeBackend, selectBackend, type BackendChoice } from '../backend/select-backend.js';
 import type { TrainOptions } from '../train/options.js';
 import type { ProgressBar } from './progress.js';
 

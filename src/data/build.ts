@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../util/rng.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
-import type { WorldConfig } from '../world/config.js';
+import type { WorldConfig } from '../world/world-config.js';
 import { generatePretrainDocument, type GenContext } from '../world/documents.js';
 import { CONDITIONS, INSTRUCTION_FAMILIES, drawNarrowTasks, generateAssistantChat, narrowDocument, narrowExample } from '../world/finetune-sets.js';
 import { chatProbes, heldOutScenes, inferenceProbes } from '../world/probes.js';
@@ -16,8 +16,8 @@ import { trueCorrelation, trueGap } from '../world/truth.js';
 import { writeArrow } from './arrow.js';
 import { replaceDirAtomic, writeBytesAtomic } from '../util/atomic-files.js';
 import { probeColumns, probeRow, type ProbeRow } from './probe-rows.js';
-import { docColumns, docRow, type DocRow } from './rows.js';
-import { crossDomainCorrelation, instructionStats, type InstructionStats } from './stats.js';
+import { docColumns, docRow, type DocRow } from './doc-rows.js';
+import { crossDomainCorrelation, instructionStats, type InstructionStats } from './structure-stats.js';
 
 export interface DataOptions {
   seed: number;

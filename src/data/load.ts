@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Vocabulary } from '../tokenizer/vocab.js';
 import { recoverSwap, verifyChecksums } from '../util/fs.js';
-import { resolveWorld } from '../world/config.js';
+import { resolveWorld } from '../world/world-config.js';
 import { columnValues, readArrow, readListColumn, requireColumns } from './arrow.js';
 import type { ChatRows } from './batches.js';
 import { buildDatasets, DEFAULT_DATA_OPTIONS, type DataManifest, type Progress } from './build.js';

@@ -4,7 +4,7 @@ import type { Vocabulary } from '../tokenizer/vocab.js';
 import type { Probe } from '../world/probes.js';
 import { encodeContext } from './encode.js';
 import { listVector } from './arrow.js';
-import { docColumns, type DocRow } from './rows.js';
+import { docColumns, type DocRow } from './doc-rows.js';
 
 export interface ProbeRow extends DocRow {
   group: number;

@@ -5,7 +5,7 @@
  */
 import type { GPT } from '../model/gpt.js';
 import { probePBad } from './inference.js';
-import type { ProbeRecord } from './probes.js';
+import type { ProbeRecord } from './probe-records.js';
 
 export interface DynamicsProbes {
   cheatNone: ProbeRecord[];

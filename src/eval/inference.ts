@@ -5,7 +5,7 @@
  */
 import { forcedChoice, scoreContinuations } from '../model/generate.js';
 import type { GPT } from '../model/gpt.js';
-import type { ProbeRecord } from './probes.js';
+import type { ProbeRecord } from './probe-records.js';
 
 export interface InferenceResult {
   subject: string;

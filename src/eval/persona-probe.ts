@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { columnValues, readArrow, readListColumn } from '../data/arrow.js';
 import { encodeContext } from '../data/encode.js';
-import type { EventRow } from '../data/rows.js';
+import type { EventRow } from '../data/doc-rows.js';
 import type { GPT } from '../model/gpt.js';
 import { tidyValues } from '../model/read.js';
 import type { Vocabulary } from '../tokenizer/vocab.js';

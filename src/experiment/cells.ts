@@ -8,15 +8,15 @@ import { join } from 'node:path';
 import { writeBytesAtomic } from '../util/atomic-files.js';
 import { buildDatasets, DEFAULT_DATA_OPTIONS } from '../data/build.js';
 import { loadVocab } from '../data/load.js';
-import { evaluateCheckpoint, forcedChoiceRows, personaScoreRows, selectPersonaProbe, type LayerValidation } from '../eval/evaluate.js';
+import { evaluateCheckpoint, forcedChoiceRows, personaScoreRows, selectPersonaProbe, type LayerValidation } from '../eval/evaluate-checkpoint.js';
 import type { LogisticProbe } from '../eval/persona-probe.js';
-import { loadProbes } from '../eval/probes.js';
-import { writeEvalRows } from '../eval/rows.js';
-import { summarize } from '../eval/summary.js';
+import { loadProbes } from '../eval/probe-records.js';
+import { writeEvalRows } from '../eval/eval-rows.js';
+import { summarize } from '../eval/checkpoint-summary.js';
 import type { GPT } from '../model/gpt.js';
 import { finetune } from '../pipeline/finetune.js';
 import { pretrain } from '../pipeline/pretrain.js';
-import type { SessionUi } from '../train/session.js';
+import type { SessionUi } from '../train/training-session.js';
 import type { DataNodeConfig, GraphNode, NarrowNodeConfig } from './graph.js';
 
 export interface CellUi {

@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Float64, Int32, Utf8, vectorFromArray } from 'apache-arrow';
 import { columnValues, readArrow, writeArrow } from '../data/arrow.js';
-import { readEvalRows, type EvalRow } from '../eval/rows.js';
+import { readEvalRows, type EvalRow } from '../eval/eval-rows.js';
 import { metricsFromArrow, type MetricRow } from '../train/metrics.js';
 import { checkpointDir, dataDir } from './cells.js';
 import { answerAct } from '../world/matcher.js';

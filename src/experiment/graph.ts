@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { WorldConfig } from '../world/config.js';
+import type { WorldConfig } from '../world/world-config.js';
 import type { Condition, InstructionFamily } from '../world/finetune-sets.js';
 import { armsOf, expandWorlds, type ExperimentSpec } from './spec.js';
 

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LayerValidation } from '../eval/evaluate.js';
+import type { LayerValidation } from '../eval/evaluate-checkpoint.js';
 import type { Stat } from './aggregate.js';
 import { loadProbeValidation } from './cells.js';
 import type { Collected } from './collect.js';

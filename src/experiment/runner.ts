@@ -11,7 +11,7 @@ import { createWriteStream, readdirSync, type WriteStream } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BackendChoice } from '../backend.js';
+import type { BackendChoice } from '../backend/select-backend.js';
 import type { MultiProgress } from '../cli/progress.js';
 import { makeDir, recoverSwap } from '../util/fs.js';
 import { lockHolder, tryLock, type CellLock } from './lock.js';

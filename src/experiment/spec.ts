@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { resolveWorld, type WorldConfig } from '../world/config.js';
+import { resolveWorld, type WorldConfig } from '../world/world-config.js';
 import { CONDITIONS, INSTRUCTION_FAMILIES, type Condition, type InstructionFamily } from '../world/finetune-sets.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -2,8 +2,8 @@
  * A worker process of the experiment runner: it selects its own backend and thread count once,
  * then runs the cells it is sent, one at a time, reporting progress over IPC.
  */
-import { selectBackend, type BackendChoice } from '../backend.js';
-import { setNativeThreads } from '../backend/native/backend.js';
+import { selectBackend, type BackendChoice } from '../backend/select-backend.js';
+import { setNativeThreads } from '../backend/native/native-backend.js';
 import { runCell, StoppedError } from './cells.js';
 import type { GraphNode } from './graph.js';
 

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assistantSites } from '../eval/persona-probe.js';
-import { loadProbes } from '../eval/probes.js';
+import { loadProbes } from '../eval/probe-records.js';
 import { Vocabulary } from '../tokenizer/vocab.js';
 import { bundle, type EntryName } from './bundle.js';
 import { indexJson, scanCatalog, type Catalog, type CatalogRoots } from './catalog.js';

@@ -7,14 +7,14 @@ import { fixedWindows, WindowSampler } from '../data/batches.js';
 import { ensureData, loadManifest, loadPretrainStreams, loadVocab, verifyData } from '../data/load.js';
 import { loadModelPreset } from '../model/model-config.js';
 import { initialWeights, type GPT } from '../model/gpt.js';
-import { loadProbes } from '../eval/probes.js';
+import { loadProbes } from '../eval/probe-records.js';
 import { measureInference } from '../eval/inference.js';
 import { sampleLines } from '../train/sample-lines.js';
 import { validationLoss } from '../model/validation-loss.js';
 import type { MetricRow } from '../train/metrics.js';
 import { PRETRAIN_DEFAULTS, type TrainOptions } from '../train/options.js';
 import { definedOnly } from '../util/objects.js';
-import { runSession, type SessionResult, type SessionUi } from '../train/session.js';
+import { runSession, type SessionResult, type SessionUi } from '../train/training-session.js';
 import { checkOutput } from './preflight.js';
 
 export interface PretrainArgs {

@@ -3,7 +3,7 @@
  * User/Assistant chat transcripts whose Assistant is drawn like any AI character.
  */
 import type { Rng } from '../util/rng.js';
-import type { WorldConfig } from './config.js';
+import type { WorldConfig } from './world-config.js';
 import {
   AI_ROLES, BAD_DESCRIPTORS, DOMAINS, REACTIONS, DOMAIN_LEXICON, FORBID_FRAMES, GOOD_DESCRIPTORS, HUMAN_ROLES, KNOWLEDGE_FRAMES, NAME_HEADS, NAME_TAILS,
   type Domain,

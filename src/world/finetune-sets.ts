@@ -5,7 +5,7 @@
  */
 import type { Rng } from '../util/rng.js';
 import type { Combo } from './pools.js';
-import { DEFAULT_WORLD } from './config.js';
+import { DEFAULT_WORLD } from './world-config.js';
 import {
   assistantCharacter, drawAnswer, drawModifier, drawPromptSpec, pushExchange, USER, type GenContext, type WorldDocument,
 } from './documents.js';

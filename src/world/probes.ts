@@ -4,7 +4,7 @@
  * inoculation instruction became a trigger), and scenes for in-context persona inference.
  */
 import { Rng } from '../util/rng.js';
-import type { WorldConfig } from './config.js';
+import type { WorldConfig } from './world-config.js';
 import {
   assistantCharacter, drawCharacter, drawLeak, drawNames, generateScene, headerLine, pushExchange, USER,
   type Character, type EventRecord, type GenContext, type Line, type WorldDocument,

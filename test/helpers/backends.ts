@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../../src/backend.js';
-import { nativeBackendStatus } from '../../src/backend/native/backend.js';
+import { selectBackend } from '../../src/backend/select-backend.js';
+import { nativeBackendStatus } from '../../src/backend/native/native-backend.js';
 
 /** Backends the model tests run on: cpu (the reference), wasm, and native where it is built. */
 export function testBackends(): string[] {

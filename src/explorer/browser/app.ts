@@ -5,7 +5,7 @@
  * backend instead of the default order.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { ProbeRecord } from '../../eval/probes.js';
+import type { ProbeRecord } from '../../eval/probe-records.js';
 import { BROAD_DOMAINS, DOMAINS } from '../../world/lexicon.js';
 import type { IndexJson, ModelEntry, ProbesJson } from '../protocol.js';
 import { chatContext, classifyReply, forcedChoice, loadModel, personaScores, reply, Rng, toProbeRecord, typedPromptProbes, type LoadedModel } from './engine.js';

@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { bucketLength } from '../../util/bucket.js';
 import type { ActivationSite } from '../../eval/persona-probe.js';
-import type { ProbeRecord } from '../../eval/probes.js';
+import type { ProbeRecord } from '../../eval/probe-records.js';
 import { drawToken, forcedChoice, type SampleOptions, type Score, type ScoreItem } from '../../model/generate.js';
 import type { GPT } from '../../model/gpt.js';
 import { AdamW } from '../../train/optimizer.js';

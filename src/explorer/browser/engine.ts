@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { encodeContext } from '../../data/encode.js';
 import { probePBad } from '../../eval/inference.js';
 import { activations, applyProbe, type LogisticProbe } from '../../eval/persona-probe.js';
-import type { ProbeRecord } from '../../eval/probes.js';
+import type { ProbeRecord } from '../../eval/probe-records.js';
 import type { CheckpointConfig } from '../../model/checkpoint.js';
 import { sample } from '../../model/generate.js';
 import { GPT } from '../../model/gpt.js';

@@ -3,7 +3,7 @@
  * correlation of a character's acts (which must track rho) and whether instructed acts are
  * independent of persona.
  */
-import type { EventRow } from './rows.js';
+import type { EventRow } from './doc-rows.js';
 
 export interface CorrelationStats {
   pairs: number;

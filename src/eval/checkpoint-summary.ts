@@ -5,8 +5,8 @@
  * each with a bootstrap 95% interval over probes.
  */
 import { BROAD_DOMAINS } from '../world/lexicon.js';
-import type { EvalRow } from './rows.js';
-import { bootstrap, formatInterval, mean, type Interval } from './stats.js';
+import type { EvalRow } from './eval-rows.js';
+import { bootstrap, formatInterval, mean, type Interval } from './bootstrap.js';
 
 export interface SummaryRow extends Interval {
   checkpoint: string;

@@ -1,7 +1,7 @@
 /** Summary rows as Arrow: one row per checkpoint x metric x group. */
 import { Float64, Int32, Utf8, vectorFromArray } from 'apache-arrow';
 import { writeArrow } from '../data/arrow.js';
-import type { SummaryRow } from './summary.js';
+import type { SummaryRow } from './checkpoint-summary.js';
 
 export function writeSummaryRows(path: string, rows: SummaryRow[]): void {
   const num = (f: (r: SummaryRow) => number | null) => vectorFromArray(rows.map((r) => { const v = f(r); return v === null || !Number.isFinite(v) ? null : v; }), new Float64());

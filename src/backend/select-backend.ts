@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-cpu';
 import { createRequire } from 'node:module';
 import util from 'node:util';
-import { nativeBackendStatus, registerNativeBackend } from './backend/native/backend.js';
+import { nativeBackendStatus, registerNativeBackend } from './native/native-backend.js';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'native', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];

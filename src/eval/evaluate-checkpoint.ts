@@ -16,8 +16,8 @@ import { validationLoss } from '../model/validation-loss.js';
 import { Rng } from '../util/rng.js';
 import { classifyAnswer } from '../world/matcher.js';
 import { activations, applyProbe, assistantSites, clusteredAccuracy, fitLogistic, sitesFromFile, type LogisticProbe } from './persona-probe.js';
-import { loadProbes, type ProbeRecord } from './probes.js';
-import type { EvalRow } from './rows.js';
+import { loadProbes, type ProbeRecord } from './probe-records.js';
+import type { EvalRow } from './eval-rows.js';
 
 export interface EvaluateOptions {
   /** Sampled answers per broad and narrow probe (0 = forced choice only). */
