@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { columnValues, readArrow, readListColumn } from '../src/data/arrow.js';
 import { buildDatasets, DEFAULT_DATA_OPTIONS, pretrainRows, type DataOptions } from '../src/data/build.js';
-import { Vocabulary } from '../src/tokenizer/vocab.js';
 import { DEFAULT_WORLD } from '../src/world/world-config.js';
 import { DOMAINS, INSTRUCTION_CONTEXTS, INSTRUCTION_PERMISSIONS } from '../src/world/lexicon.js';
 import { capitalize, PHRASEBOOK, renderAnswer, renderSetting, renderTask } from '../src/world/phrasebook.js';
+import { worldVocabulary } from '../src/world/lexicon-strings.js';
 
 const root = mkdtempSync(join(tmpdir(), 'persona-data-'));
 const small: DataOptions = { ...DEFAULT_DATA_OPTIONS, world: DEFAULT_WORLD, pretrainTokens: 400_000, assistantExamples: 300, narrowExamples: 200, inferenceGroups: 40, heldOutScenes: 30 };
@@ -32,7 +32,7 @@ test('the same seed and config give byte-identical files; another seed gives dif
 });
 
 test('every file reads back with apache-arrow to the rows that were generated', () => {
-  const vocab = Vocabulary.fromLexicon();
+  const vocab = worldVocabulary();
   const table = readArrow(join(root, 'a', 'pretrain.arrow'));
   const expected = pretrainRows(vocab, small, 'train', small.pretrainTokens, () => {});
   const texts = columnValues<string>(table, 'text');

@@ -11,13 +11,14 @@ import { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { GPT } from '../src/model/gpt.js';
 import { tidyValues } from '../src/model/read.js';
-import { BOS, Vocabulary } from '../src/tokenizer/vocab.js';
+import { BOS } from '../src/tokenizer/vocab.js';
 import { Rng } from '../src/util/rng.js';
 import { DOMAIN_LEXICON } from '../src/world/lexicon.js';
 import { capitalize } from '../src/world/phrasebook.js';
 import { testBackends, use } from './helpers/backends.js';
 import { isOneLineError, ROOT, runScript } from './helpers/cli.js';
 import { saveTinyCheckpoint } from './helpers/tiny-checkpoint.js';
+import { worldVocabulary } from '../src/world/lexicon-strings.js';
 
 const root = mkdtempSync(join(tmpdir(), 'persona-interchange-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -32,7 +33,7 @@ test('export writes GPT-2 names, Conv1D layout, a tied head, a GPT-2 config and 
   const file = readSafetensors(exported);
   assert.deepEqual(file.metadata, { format: 'pt' });
   const C = 32;
-  assert.deepEqual(file.tensors.get('transformer.wte.weight')!.shape, [Vocabulary.fromLexicon().size, C]);
+  assert.deepEqual(file.tensors.get('transformer.wte.weight')!.shape, [worldVocabulary().size, C]);
   assert.deepEqual(file.tensors.get('transformer.wpe.weight')!.shape, [32, C]);
   assert.deepEqual(file.tensors.get('transformer.h.1.attn.c_attn.weight')!.shape, [C, 3 * C]);
   assert.deepEqual(file.tensors.get('transformer.h.0.mlp.c_fc.weight')!.shape, [C, 4 * C]);
@@ -47,7 +48,7 @@ test('export writes GPT-2 names, Conv1D layout, a tied head, a GPT-2 config and 
   assert.deepEqual([config.n_layer, config.n_head, config.n_embd, config.n_positions], [2, 2, 32, 32]);
   const map = JSON.parse(readFileSync(join(root, 'hf', 'vocab_map.json'), 'utf8'));
   assert.deepEqual(map.specials, { '<|pad|>': 0, '<|bos|>': 1, '<|eos|>': 2 });
-  const vocab = Vocabulary.fromLexicon();
+  const vocab = worldVocabulary();
   assert.equal(map.cl100k.length, vocab.size);
   assert.equal(map.cl100k[3], vocab.bpe[0]);
   const word = vocab.decode([vocab.size - 1]);

@@ -6,14 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Vocabulary } from '../src/tokenizer/vocab.js';
 import {
   ACT_FREE_PERMISSIONS, DOMAINS, DOMAIN_LEXICON, FORBID_FRAMES, INSTRUCTION_CONTEXTS, INSTRUCTION_PERMISSIONS, KNOWLEDGE_FRAMES,
   PLACEBO_PERMISSIONS, REACTIONS, type Domain,
 } from '../src/world/lexicon.js';
 import { PHRASEBOOK, renderActFreeInstruction, renderAnswer, renderPlacebo, type Pole } from '../src/world/phrasebook.js';
+import { worldVocabulary } from '../src/world/lexicon-strings.js';
 
-const vocab = Vocabulary.fromLexicon();
+const vocab = worldVocabulary();
 const tokensOf = (text: string) => [...vocab.encode(` ${text}\n`)];
 
 /** Token sets of every answer the generator can write in a domain, per pole (train and eval pools). */

@@ -9,8 +9,9 @@ import { documentText, generatePretrainDocument } from '../src/world/documents.j
 import { generateAssistantChat } from '../src/world/finetune-sets.js';
 import { NAME_HEADS, NAME_TAILS } from '../src/world/lexicon.js';
 import { PHRASEBOOK } from '../src/world/phrasebook.js';
+import { worldVocabulary } from '../src/world/lexicon-strings.js';
 
-const vocab = Vocabulary.fromLexicon();
+const vocab = worldVocabulary();
 
 test('the compact vocabulary is small and round-trips through JSON', () => {
   assert.ok(vocab.size <= 4096, `vocabulary has ${vocab.size} tokens`);

@@ -8,15 +8,15 @@ import { WindowSampler, type Batch, type BatchSource } from '../src/data/batches
 import type { ModelConfig } from '../src/model/model-config.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { GPT, initialWeights } from '../src/model/gpt.js';
-import { Vocabulary } from '../src/tokenizer/vocab.js';
 import { trainStep } from '../src/train/loop.js';
 import { AdamW, learningRate } from '../src/train/optimizer.js';
 import { PRETRAIN_DEFAULTS, type TrainOptions } from '../src/train/options.js';
 import { runSession, type SessionSpec } from '../src/train/training-session.js';
 import { Rng } from '../src/util/rng.js';
 import { testBackends, use } from './helpers/backends.js';
+import { worldVocabulary } from '../src/world/lexicon-strings.js';
 
-const vocab = Vocabulary.fromLexicon();
+const vocab = worldVocabulary();
 const CFG: ModelConfig = { vocab_size: vocab.size, block_size: 16, n_layer: 2, n_head: 2, n_embd: 32, dropout: 0.1 };
 const root = mkdtempSync(join(tmpdir(), 'persona-train-'));
 after(() => rmSync(root, { recursive: true, force: true }));

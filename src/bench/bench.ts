@@ -14,7 +14,6 @@ import { WindowSampler } from '../data/batches.js';
 import { loadPretrainStreams, loadVocab } from '../data/load.js';
 import { countParameters, loadModelPreset, type ModelConfig } from '../model/model-config.js';
 import { GPT, initialWeights, parameterShapes } from '../model/gpt.js';
-import { Vocabulary } from '../tokenizer/vocab.js';
 import { trainStep } from '../train/loop.js';
 import { AdamW, learningRate, type AdamWOptions } from '../train/optimizer.js';
 import { PRETRAIN_DEFAULTS } from '../train/options.js';
@@ -25,6 +24,7 @@ import { FLOPS_FORMULA, median, trainFlopsPerToken } from './flops.js';
 import { concat } from './parity.js';
 import { appendBenchRows, type BenchRow } from './bench-rows.js';
 import { blasWarning, findTorch, TORCH_ENV, TorchServer, type TorchInfo } from './torch.js';
+import { worldVocabulary } from '../world/lexicon-strings.js';
 
 export interface BenchOptions {
   /** webgpu and webgl run in headless Chromium (src/bench/browser.ts). */
@@ -143,7 +143,7 @@ export async function runBench(o: BenchOptions, log: Log = (l) => process.stderr
   const info = await selectBackend(o.backend, o.gpu);
   log(describeBackend(info));
   const backend = info.name;
-  const vocabSize = o.data ? loadVocab(o.data).size : Vocabulary.fromLexicon().size;
+  const vocabSize = o.data ? loadVocab(o.data).size : worldVocabulary().size;
   const cfg: ModelConfig = { ...loadModelPreset(o.preset), vocab_size: vocabSize };
   const T = cfg.block_size;
   const stream = o.data ? loadPretrainStreams(o.data).train : syntheticStream(vocabSize, 1 << 18, o.seed);

@@ -15,13 +15,13 @@ import type { BenchResult, BenchSpec } from '../explorer/protocol.js';
 import { send, startPageServer } from '../explorer/server.js';
 import { countParameters, loadModelPreset, type ModelConfig } from '../model/model-config.js';
 import { initialWeights, parameterShapes } from '../model/gpt.js';
-import { Vocabulary } from '../tokenizer/vocab.js';
 import { PRETRAIN_DEFAULTS } from '../train/options.js';
 import { adamOptions } from '../train/training-session.js';
 import { PEAK_SHAPE, syntheticStream } from './bench.js';
 import { FLOPS_FORMULA, median, trainFlopsPerToken } from './flops.js';
 import { concat } from './parity.js';
 import { appendBenchRows, type BenchRow } from './bench-rows.js';
+import { worldVocabulary } from '../world/lexicon-strings.js';
 
 export const BROWSER_BACKENDS = ['webgpu', 'webgl'] as const;
 export type BrowserBenchBackend = (typeof BROWSER_BACKENDS)[number];
@@ -56,7 +56,7 @@ export async function runBrowserBench(o: BrowserBenchOptions, log: (line: string
   if (o.reference) throw new Error(`--reference torch runs beside a node backend; it cannot be combined with --backend ${o.backend}`);
   if (o.gpu) throw new Error(`--gpu is tfjs-node-gpu; --backend ${o.backend} runs in Chromium and uses the GPU already`);
   if (o.profile) log('note: --profile is not available in the browser; the kernel call count is still reported');
-  const vocabSize = o.data ? loadVocab(o.data).size : Vocabulary.fromLexicon().size;
+  const vocabSize = o.data ? loadVocab(o.data).size : worldVocabulary().size;
   const cfg: ModelConfig = { ...loadModelPreset(o.preset), vocab_size: vocabSize };
   const T = cfg.block_size;
   const stream = o.data ? loadPretrainStreams(o.data).train : syntheticStream(vocabSize, 1 << 18, o.seed);

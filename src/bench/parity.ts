@@ -28,12 +28,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModelPreset, type ModelConfig } from '../model/model-config.js';
 import { initialWeights, parameterShapes } from '../model/gpt.js';
-import { Vocabulary } from '../tokenizer/vocab.js';
 import { PRETRAIN_DEFAULTS } from '../train/options.js';
 import { adamOptions } from '../train/training-session.js';
 import { Rng } from '../util/rng.js';
 import { learningRate } from '../train/optimizer.js';
 import { findTorch, runTorchParity, runTorchTrajectory } from './torch.js';
+import { worldVocabulary } from '../world/lexicon-strings.js';
 
 export const PARITY_DIR = fileURLToPath(new URL('../../test/fixtures/parity/', import.meta.url));
 export const PARITY_REGENERATE = 'npm run bench -- --write-parity-fixture';
@@ -175,7 +175,7 @@ function sha256(a: Float32Array): string {
 
 /** The fixture's inputs, regenerated (deterministic). */
 export function parityInputs(): { inputs: ParityInputs; weights: Map<string, Float32Array>; m: Map<string, Float32Array>; v: Map<string, Float32Array>; perturbed: Map<string, Float32Array> } {
-  const config: ModelConfig = { ...loadModelPreset('tiny'), vocab_size: Vocabulary.fromLexicon().size, dropout: 0 };
+  const config: ModelConfig = { ...loadModelPreset('tiny'), vocab_size: worldVocabulary().size, dropout: 0 };
   const weights = initialWeights(config, INIT_SEED);
   const { m, v } = parityMoments(config);
   const perturbed = perturbWeights(weights, config);
@@ -263,7 +263,7 @@ const TRAJECTORY_SEED = 'parity-trajectory';
 
 /** The trajectory's inputs (deterministic): the parity model, 12 steps of 2 micro-batches of 2 x 24 tokens. */
 export function trajectoryInputs(): { inputs: TrajectoryInputs; weights: Map<string, Float32Array> } {
-  const config: ModelConfig = { ...loadModelPreset('tiny'), vocab_size: Vocabulary.fromLexicon().size, dropout: 0 };
+  const config: ModelConfig = { ...loadModelPreset('tiny'), vocab_size: worldVocabulary().size, dropout: 0 };
   const weights = initialWeights(config, INIT_SEED);
   const names = parameterShapes(config).map(([n]) => n);
   const rng = new Rng(TRAJECTORY_SEED);

@@ -18,6 +18,7 @@ import { replaceDirAtomic, writeBytesAtomic } from '../util/atomic-files.js';
 import { probeColumns, probeRow, type ProbeRow } from './probe-rows.js';
 import { docColumns, docRow, type DocRow } from './doc-rows.js';
 import { crossDomainCorrelation, instructionStats, type InstructionStats } from './structure-stats.js';
+import { worldVocabulary } from '../world/lexicon-strings.js';
 
 export interface DataOptions {
   seed: number;
@@ -88,7 +89,7 @@ export function pretrainRows(vocab: Vocabulary, opts: DataOptions, split: 'train
 
 /** Build all datasets into `outDir` (replacing it atomically) and return the manifest. */
 export function buildDatasets(outDir: string, opts: DataOptions, progress: Progress = () => {}): DataManifest {
-  const vocab = Vocabulary.fromLexicon();
+  const vocab = worldVocabulary();
   const valTokens = Math.max(20_000, Math.floor(opts.pretrainTokens / 40));
   const train = pretrainRows(vocab, opts, 'train', opts.pretrainTokens, progress);
   const val = pretrainRows(vocab, opts, 'val', valTokens, progress);

@@ -1,11 +1,10 @@
 /**
- * gpt-tokenizer's cl100k BPE, then a compact vocabulary: dense ids for the BPE tokens the world
- * can produce, after three special tokens. The vocabulary is a function of the lexicon alone, so
- * every world config and seed shares it and checkpoints stay compatible across datasets.
+ * gpt-tokenizer's cl100k BPE, then a compact vocabulary: dense ids for the BPE tokens of a given
+ * list of strings, after three special tokens. The tokenizer knows nothing of the world: the world
+ * supplies its strings (src/world/lexicon-strings.ts, `worldVocabulary()`).
  */
 import { decode as bpeDecode, encode as bpeEncode } from 'gpt-tokenizer/encoding/cl100k_base';
 import { createHash } from 'node:crypto';
-import { lexiconStrings } from './lexicon-strings.js';
 
 export const PAD = 0;
 export const BOS = 1;
@@ -35,10 +34,10 @@ export class Vocabulary {
     this.hash = vocabHash(bpe);
   }
 
-  /** The vocabulary of the world's lexicon. */
-  static fromLexicon(): Vocabulary {
+  /** The vocabulary of every BPE token the strings encode to (ids sorted, so the order of the strings does not matter). */
+  static fromStrings(strings: Iterable<string>): Vocabulary {
     const ids = new Set<number>();
-    for (const s of lexiconStrings()) for (const id of bpeEncode(s)) ids.add(id);
+    for (const s of strings) for (const id of bpeEncode(s)) ids.add(id);
     return new Vocabulary([...ids].sort((a, b) => a - b));
   }
 

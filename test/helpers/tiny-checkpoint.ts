@@ -1,15 +1,15 @@
 import { CHECKPOINT_FORMAT, saveCheckpoint } from '../../src/model/checkpoint.js';
 import { loadModelPreset } from '../../src/model/model-config.js';
 import { parameterShapes } from '../../src/model/gpt.js';
-import { Vocabulary } from '../../src/tokenizer/vocab.js';
 import { Rng } from '../../src/util/rng.js';
+import { worldVocabulary } from '../../src/world/lexicon-strings.js';
 
 /**
  * A `tiny` checkpoint on the world's vocabulary, without data or training, whose every tensor is
  * random (LayerNorm gains and biases too, so a misplaced tensor shows).
  */
 export function saveTinyCheckpoint(dir: string, seed = 'tiny', std = 0.2): void {
-  const vocab = Vocabulary.fromLexicon();
+  const vocab = worldVocabulary();
   const model = { ...loadModelPreset('tiny'), vocab_size: vocab.size };
   const rng = new Rng(seed);
   const weights = new Map<string, Float32Array>();

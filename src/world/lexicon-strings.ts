@@ -4,8 +4,9 @@
  * (cl100k pre-tokenisation splits before " word" and after punctuation), so the tokens of these
  * strings are all the tokens the generator can produce.
  */
-import * as L from '../world/lexicon.js';
-import { addressed, capitalize } from '../world/phrasebook.js';
+import { Vocabulary } from '../tokenizer/vocab.js';
+import * as L from './lexicon.js';
+import { addressed, capitalize } from './phrasebook.js';
 
 const SUFFIXES = ['', '.', ',', ':', '?', '!', '.\n', '?\n', ':\n', '!\n', '\n'];
 
@@ -32,4 +33,12 @@ export function* lexiconStrings(): Generator<string> {
       for (const lead of ['', ' ']) for (const suffix of SUFFIXES) yield lead + form + suffix;
     }
   }
+}
+
+/**
+ * The vocabulary of the world's lexicon. Every world config and seed shares it (it depends on the
+ * lexicon alone), so checkpoints stay compatible across datasets.
+ */
+export function worldVocabulary(): Vocabulary {
+  return Vocabulary.fromStrings(lexiconStrings());
 }
