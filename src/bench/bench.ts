@@ -132,216 +132,297 @@ async function profileStep(run: () => void, backend: string): Promise<{ calls: n
   return { calls: info.kernels.length, compute, fallbacks, peakBytes: info.peakBytes, table, fallbackNames };
 }
 
-export async function runBench(o: BenchOptions, log: Log = (l) => process.stderr.write(`${l}\n`)): Promise<BenchSummary> {
+/** What every engine trains on: the model, its initial weights, the token stream and the schedule. */
+interface Workload {
+  cfg: ModelConfig;
+  T: number;
+  stream: Uint16Array;
+  weights: Map<string, Float32Array>;
+  tokensPerStep: number;
+  flopsPerToken: number;
+  params: number;
+  adam: AdamWOptions;
+  schedule: { lr: number; minLr: number; warmup: number; steps: number };
+}
+
+/** Paired medians of one side of the comparison, per round (ms per step or per forward pass). */
+interface Timings {
+  tfMs: number[];
+  torchMs: number[];
+  /** torch ms / tfjs ms per round: tfjs's speed-up. */
+  ratios: number[];
+}
+
+function validateBenchOptions(o: BenchOptions): void {
   for (const [k, v] of [['batch', o.batch], ['steps', o.steps], ['repeats', o.repeats]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer, got ${v}`);
   }
   if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new Error(`--warmup must be an integer >= 0, got ${o.warmup}`);
   if (o.data && !existsSync(join(o.data, 'pretrain.arrow'))) throw new Error(`${o.data} has no pretrain.arrow; generate it with npm run data, or drop --data to use a synthetic stream`);
-  if (isBrowserBackend(o.backend)) return runBrowserBench({ ...o, backend: o.backend }, log);
+}
 
-  const info = await selectBackend(o.backend, o.gpu);
-  log(describeBackend(info));
-  const backend = info.name;
+function prepareWorkload(o: BenchOptions, log: Log): Workload {
   const vocabSize = o.data ? loadVocab(o.data).size : worldVocabulary().size;
   const cfg: ModelConfig = { ...loadModelPreset(o.preset), vocab_size: vocabSize };
   const T = cfg.block_size;
-  const stream = o.data ? loadPretrainStreams(o.data).train : syntheticStream(vocabSize, 1 << 18, o.seed);
-  const tokensPerStep = o.batch * T;
-  const flopsPerToken = trainFlopsPerToken(cfg);
-  const params = countParameters(cfg).total;
-  log(`model: ${o.preset} (${cfg.n_layer} layers x ${cfg.n_embd} wide, ${cfg.n_head} heads, context ${T}, vocab ${vocabSize}, ${(params / 1e6).toFixed(3)}M parameters); batch ${o.batch} (${tokensPerStep} tokens/step); ${o.data ? `stream of ${o.data}` : 'synthetic stream'}`);
-  log(`FLOPs: ${FLOPS_FORMULA} = ${(flopsPerToken / 1e6).toFixed(2)} MFLOP/token`);
-
-  const weights = initialWeights(cfg, o.seed);
-  // Copies: on cpu-storage backends a variable shares its source array, and AdamW updates in place.
-  const model = new GPT(cfg, new Map([...weights].map(([n, w]) => [n, w.slice()])));
-  const adam: AdamWOptions = adamOptions(PRETRAIN_DEFAULTS);
-  const optimizer = new AdamW(model.params, adam);
-  const sampler = new WindowSampler(stream, o.batch, T, o.seed);
-  const schedule = { lr: PRETRAIN_DEFAULTS.lr, minLr: PRETRAIN_DEFAULTS.minLr, warmup: PRETRAIN_DEFAULTS.warmup, steps: 1e9 };
-  let step = 0;
-  let lastLoss = Number.NaN;
-  const tfSteps = (n: number) => {
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) {
-      lastLoss = trainStep(model, optimizer, sampler, 1, learningRate(step, schedule), step).loss;
-      step++;
-    }
-    return (performance.now() - t0) / n;
+  const work: Workload = {
+    cfg,
+    T,
+    stream: o.data ? loadPretrainStreams(o.data).train : syntheticStream(vocabSize, 1 << 18, o.seed),
+    weights: initialWeights(cfg, o.seed),
+    tokensPerStep: o.batch * T,
+    flopsPerToken: trainFlopsPerToken(cfg),
+    params: countParameters(cfg).total,
+    adam: adamOptions(PRETRAIN_DEFAULTS),
+    schedule: { lr: PRETRAIN_DEFAULTS.lr, minLr: PRETRAIN_DEFAULTS.minLr, warmup: PRETRAIN_DEFAULTS.warmup, steps: 1e9 },
   };
-  const fwdIds = sampler.next();
-  const tfForward = (n: number) => {
+  log(`model: ${o.preset} (${cfg.n_layer} layers x ${cfg.n_embd} wide, ${cfg.n_head} heads, context ${T}, vocab ${vocabSize}, ${(work.params / 1e6).toFixed(3)}M parameters); batch ${o.batch} (${work.tokensPerStep} tokens/step); ${o.data ? `stream of ${o.data}` : 'synthetic stream'}`);
+  log(`FLOPs: ${FLOPS_FORMULA} = ${(work.flopsPerToken / 1e6).toFixed(2)} MFLOP/token`);
+  return work;
+}
+
+/** The trainer's real step on the current tfjs backend: its own model, AdamW and batch sampler. */
+class TfjsEngine {
+  readonly model: GPT;
+  readonly optimizer: AdamW;
+  private readonly sampler: WindowSampler;
+  private readonly fwdIds: ReturnType<WindowSampler['next']>;
+  private step = 0;
+  lastLoss = Number.NaN;
+
+  constructor(private readonly work: Workload, batch: number, seed: number) {
+    // Copies: on cpu-storage backends a variable shares its source array, and AdamW updates in place.
+    this.model = new GPT(work.cfg, new Map([...work.weights].map(([n, w]) => [n, w.slice()])));
+    this.optimizer = new AdamW(this.model.params, work.adam);
+    this.sampler = new WindowSampler(work.stream, batch, work.T, seed);
+    this.fwdIds = this.sampler.next();
+  }
+
+  private trainOne(): void {
+    this.lastLoss = trainStep(this.model, this.optimizer, this.sampler, 1, learningRate(this.step, this.work.schedule), this.step).loss;
+    this.step++;
+  }
+
+  /** Mean ms per training step over n steps. */
+  train(n: number): number {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) this.trainOne();
+    return (performance.now() - t0) / n;
+  }
+
+  /** Mean ms per forward pass (the evaluation and sampling path) over n passes. */
+  forward(n: number): number {
+    const { ids, batch, T } = this.fwdIds;
     const t0 = performance.now();
     for (let i = 0; i < n; i++) {
       // cpu, wasm, native and tfjs-node run kernels synchronously: the logits exist when forward returns.
       tf.tidy(() => {
-        model.forward(tf.tensor2d(fwdIds.ids, [fwdIds.batch, fwdIds.T], 'int32'));
+        this.model.forward(tf.tensor2d(ids, [batch, T], 'int32'));
       });
     }
     return (performance.now() - t0) / n;
-  };
+  }
 
-  let torch: TorchServer | null = null;
-  let torchInfo: TorchInfo | null = null;
+  profile(backend: string) {
+    return profileStep(() => this.trainOne(), backend);
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+    this.model.dispose();
+  }
+}
+
+/** The PyTorch reference server on the same model, initial weights, stream and AdamW settings. */
+async function startTorch(o: BenchOptions, work: Workload, tmp: string, log: Log): Promise<{ server: TorchServer; info: TorchInfo }> {
+  const found = findTorch(o.torchThreads);
+  const warn = blasWarning(found);
+  if (warn) log(warn);
+  const streamFile = join(tmp, 'stream.u16');
+  writeFileSync(streamFile, new Uint8Array(work.stream.buffer, work.stream.byteOffset, work.stream.byteLength));
+  const initFile = join(tmp, 'init.f32');
+  const flat = concat([work.weights], parameterShapes(work.cfg).map(([n]) => n));
+  writeFileSync(initFile, new Uint8Array(flat.buffer));
+  const { adam, schedule } = work;
+  const { server, info } = await TorchServer.start({
+    python: found.python, config: work.cfg, streamFile, initFile, batch: o.batch, threads: o.torchThreads, seed: o.seed,
+    lr: schedule.lr, warmup: schedule.warmup, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, weightDecay: adam.weightDecay, gradClip: adam.gradClip,
+  });
+  if (TORCH_ENV.OPENBLAS_CORETYPE) {
+    log(`note: OPENBLAS_CORETYPE=${TORCH_ENV.OPENBLAS_CORETYPE} is set: OpenBLAS (PyTorch's BLAS) runs that core's kernels, not this CPU's own (on an AVX-512 machine Haswell's measured ~180 GFLOP/s against ~300 autodetected); if the torch matmul peak below is low, rerun with env -u OPENBLAS_CORETYPE for the fastest reference`);
+  }
+  log(`reference: PyTorch ${info.torch} (${info.python}), torch.set_num_threads(${o.torchThreads}) -> ${info.threads} threads, BLAS: ${info.blas}, OMP_WAIT_POLICY=${TORCH_ENV.OMP_WAIT_POLICY ?? '(unset)'}`);
+  return { server, info };
+}
+
+/** Each engine's matmul peak, after the warm-up (a cold OpenBLAS measured 3x below its warm speed here), one engine at a time. */
+async function measurePeaks(o: BenchOptions, backend: string, torch: TorchServer | null, log: Log): Promise<{ peak: number; torchPeak: number | null }> {
+  const peak = matmulPeak(Math.max(5, o.repeats));
+  const torchPeak = torch ? await torch.peak(Math.max(5, o.repeats)) : null;
+  log(`matmul peak [${PEAK_SHAPE[0]}x${PEAK_SHAPE[1]}]@[${PEAK_SHAPE[1]}x${PEAK_SHAPE[2]}]: ${backend} ${peak.toFixed(1)} GFLOP/s${torchPeak ? `, torch ${torchPeak.toFixed(1)} GFLOP/s` : ''}`);
+  return { peak, torchPeak };
+}
+
+/**
+ * Rounds of training steps, tfjs and torch alternating who goes first (so a slow drift of the
+ * machine does not favour one side); per-round ms/step and ratios. `torchLoss` is torch's last loss.
+ */
+async function timeTraining(o: BenchOptions, engine: TfjsEngine, torch: TorchServer | null, backend: string, tokensPerStep: number, log: Log): Promise<Timings & { torchLoss?: number }> {
+  const t: Timings & { torchLoss?: number } = { tfMs: [], torchMs: [], ratios: [] };
+  const tps = (ms: number) => Math.round((tokensPerStep / ms) * 1e3);
+  const torchRound = async () => {
+    const r = await torch!.train(o.steps);
+    t.torchLoss = r.loss;
+    return r.step_ms;
+  };
+  for (let r = 0; r < o.repeats; r++) {
+    let b = 0;
+    if (torch && r % 2 === 1) b = await torchRound();
+    const a = engine.train(o.steps);
+    if (torch && r % 2 === 0) b = await torchRound();
+    t.tfMs.push(a);
+    if (torch) {
+      t.torchMs.push(b);
+      t.ratios.push(b / a);
+    }
+    log(`round ${r + 1}/${o.repeats}: ${backend} ${a.toFixed(1)} ms/step (${tps(a)} tokens/s)${torch ? `, torch ${b.toFixed(1)} ms/step (${tps(b)} tokens/s), ratio ${(b / a).toFixed(2)}` : ''}`);
+  }
+  return t;
+}
+
+/** Forward passes only (the evaluation and sampling path), paired the same way. */
+async function timeForward(o: BenchOptions, engine: TfjsEngine, torch: TorchServer | null): Promise<Timings> {
+  const t: Timings = { tfMs: [], torchMs: [], ratios: [] };
+  engine.forward(1);
+  if (torch) await torch.forward(1);
+  for (let r = 0; r < o.repeats; r++) {
+    let b = 0;
+    if (torch && r % 2 === 1) b = (await torch.forward(o.steps)).step_ms;
+    const a = engine.forward(o.steps);
+    if (torch && r % 2 === 0) b = (await torch.forward(o.steps)).step_ms;
+    t.tfMs.push(a);
+    if (torch) {
+      t.torchMs.push(b);
+      t.ratios.push(b / a);
+    }
+  }
+  return t;
+}
+
+type Profile = Awaited<ReturnType<typeof profileStep>>;
+
+function logProfile(o: BenchOptions, prof: Profile, backend: string, log: Log): void {
+  if (o.profile) {
+    log(`profile of one training step on ${backend} (tf.profile; customGrad scopes, named "forward", include their inner kernels):`);
+    for (const line of prof.table) log(`  ${line}`);
+  }
+  log(`kernel calls per training step: ${prof.calls} through the tfjs engine, ${prof.compute} of them compute kernels (the rest Identity, Reshape and tf.customGrad scopes)` +
+    (prof.fallbacks === null ? '' : `; native kernels that fell back to tfjs-backend-cpu: ${prof.fallbacks}${prof.fallbackNames.length ? ` (${prof.fallbackNames.join(', ')})` : ''}`));
+}
+
+/** The columns both engines' rows share. */
+function rowBase(o: BenchOptions, work: Workload, backend: string): BenchRow {
+  const now = new Date().toISOString();
+  return {
+    run_id: `${now}-${process.pid}`, timestamp: now, preset: o.preset, device: backend === 'tensorflow' && o.gpu ? 'GPU (tfjs-node-gpu)' : cpus()[0]?.model ?? 'unknown',
+    batch: o.batch, T: work.T, params: work.params, flops_per_token: work.flopsPerToken, steps: o.steps, repeats: o.repeats, node: process.version,
+  };
+}
+
+function tfjsRow(base: BenchRow, work: Workload, backend: string, train: Timings, fwd: Timings, peak: number, prof: Profile, loss: number): BenchRow {
+  const stepMs = median(train.tfMs);
+  const tps = work.tokensPerStep / (stepMs / 1e3);
+  const gflops = (work.flopsPerToken * tps) / 1e9;
+  const { ratios } = train;
+  return {
+    ...base,
+    engine: 'tfjs',
+    backend,
+    threads: threadsOf(backend),
+    step_ms: stepMs,
+    step_ms_min: Math.min(...train.tfMs),
+    step_ms_max: Math.max(...train.tfMs),
+    tokens_per_s: tps,
+    gflops,
+    peak_gflops: peak,
+    utilisation: gflops / peak,
+    rss_mb: rssMb(),
+    tf_peak_mb: prof.peakBytes / 2 ** 20,
+    forward_tokens_per_s: work.tokensPerStep / (median(fwd.tfMs) / 1e3),
+    kernel_calls: prof.calls,
+    compute_kernel_calls: prof.compute,
+    native_fallback_calls: prof.fallbacks,
+    loss,
+    reference: ratios.length ? 'torch' : null,
+    ratio_vs_reference: ratios.length ? median(ratios) : null,
+    ratio_min: ratios.length ? Math.min(...ratios) : null,
+    ratio_max: ratios.length ? Math.max(...ratios) : null,
+    forward_ratio_vs_reference: fwd.ratios.length ? median(fwd.ratios) : null,
+  };
+}
+
+function torchRow(base: BenchRow, work: Workload, info: TorchInfo, train: Timings, fwd: Timings, peak: number | null, rss: number, loss: number | undefined): BenchRow {
+  const stepMs = median(train.torchMs);
+  const tps = work.tokensPerStep / (stepMs / 1e3);
+  const gflops = (work.flopsPerToken * tps) / 1e9;
+  return {
+    ...base,
+    engine: 'torch',
+    backend: `torch ${info.torch} (${info.blas})`,
+    threads: info.threads,
+    step_ms: stepMs,
+    step_ms_min: Math.min(...train.torchMs),
+    step_ms_max: Math.max(...train.torchMs),
+    tokens_per_s: tps,
+    gflops,
+    peak_gflops: peak,
+    utilisation: peak ? gflops / peak : null,
+    rss_mb: rss,
+    tf_peak_mb: null,
+    forward_tokens_per_s: work.tokensPerStep / (median(fwd.torchMs) / 1e3),
+    kernel_calls: null,
+    compute_kernel_calls: null,
+    native_fallback_calls: null,
+    loss: loss ?? null,
+    reference: null,
+    ratio_vs_reference: null,
+    ratio_min: null,
+    ratio_max: null,
+    forward_ratio_vs_reference: null,
+  };
+}
+
+export async function runBench(o: BenchOptions, log: Log = (l) => process.stderr.write(`${l}\n`)): Promise<BenchSummary> {
+  validateBenchOptions(o);
+  if (isBrowserBackend(o.backend)) return runBrowserBench({ ...o, backend: o.backend }, log);
+  const info = await selectBackend(o.backend, o.gpu);
+  log(describeBackend(info));
+  const backend = info.name;
+  const work = prepareWorkload(o, log);
+  const engine = new TfjsEngine(work, o.batch, o.seed);
+  let torch: { server: TorchServer; info: TorchInfo } | null = null;
   const tmp = o.reference ? mkdtempSync(join(tmpdir(), 'persona-bench-')) : null;
   try {
-    if (o.reference === 'torch') {
-      torchInfo = findTorch(o.torchThreads);
-      const warn = blasWarning(torchInfo);
-      if (warn) log(warn);
-      const streamFile = join(tmp!, 'stream.u16');
-      writeFileSync(streamFile, new Uint8Array(stream.buffer, stream.byteOffset, stream.byteLength));
-      const initFile = join(tmp!, 'init.f32');
-      const flat = concat([weights], parameterShapes(cfg).map(([n]) => n));
-      writeFileSync(initFile, new Uint8Array(flat.buffer));
-      const started = await TorchServer.start({
-        python: torchInfo.python, config: cfg, streamFile, initFile, batch: o.batch, threads: o.torchThreads, seed: o.seed,
-        lr: schedule.lr, warmup: schedule.warmup, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, weightDecay: adam.weightDecay, gradClip: adam.gradClip,
-      });
-      torch = started.server;
-      torchInfo = started.info;
-      if (TORCH_ENV.OPENBLAS_CORETYPE) {
-        const note = `note: OPENBLAS_CORETYPE=${TORCH_ENV.OPENBLAS_CORETYPE} is set: OpenBLAS (PyTorch's BLAS) runs that core's kernels, not this CPU's own (on an AVX-512 machine Haswell's measured ~180 GFLOP/s against ~300 autodetected); if the torch matmul peak below is low, rerun with env -u OPENBLAS_CORETYPE for the fastest reference`;
-        log(note);
-      }
-      log(`reference: PyTorch ${torchInfo.torch} (${torchInfo.python}), torch.set_num_threads(${o.torchThreads}) -> ${torchInfo.threads} threads, BLAS: ${torchInfo.blas}, OMP_WAIT_POLICY=${TORCH_ENV.OMP_WAIT_POLICY ?? '(unset)'}`);
-    }
-
+    if (o.reference === 'torch') torch = await startTorch(o, work, tmp!, log);
+    const server = torch?.server ?? null;
     if (o.warmup > 0) {
-      tfSteps(o.warmup);
-      if (torch) await torch.train(o.warmup);
+      engine.train(o.warmup);
+      if (server) await server.train(o.warmup);
     }
-    // Peaks after the warm-up (a cold OpenBLAS measured 3x below its warm speed here), one engine at a time.
-    const peak = matmulPeak(Math.max(5, o.repeats));
-    const torchPeak = torch ? await torch.peak(Math.max(5, o.repeats)) : null;
-    log(`matmul peak [${PEAK_SHAPE[0]}x${PEAK_SHAPE[1]}]@[${PEAK_SHAPE[1]}x${PEAK_SHAPE[2]}]: ${backend} ${peak.toFixed(1)} GFLOP/s${torchPeak ? `, torch ${torchPeak.toFixed(1)} GFLOP/s` : ''}`);
-    const tfMs: number[] = [];
-    const torchMs: number[] = [];
-    const ratios: number[] = [];
-    let torchLoss: number | undefined;
-    for (let r = 0; r < o.repeats; r++) {
-      // Alternate who goes first, so a slow drift of the machine does not favour one side.
-      let b = 0;
-      const torchRound = async () => {
-        const t = await torch!.train(o.steps);
-        torchLoss = t.loss;
-        return t.step_ms;
-      };
-      if (torch && r % 2 === 1) b = await torchRound();
-      const a = tfSteps(o.steps);
-      if (torch && r % 2 === 0) b = await torchRound();
-      tfMs.push(a);
-      if (torch) {
-        torchMs.push(b);
-        ratios.push(b / a);
-      }
-      log(`round ${r + 1}/${o.repeats}: ${backend} ${a.toFixed(1)} ms/step (${Math.round(tokensPerStep / a * 1e3)} tokens/s)${torch ? `, torch ${b.toFixed(1)} ms/step (${Math.round(tokensPerStep / b * 1e3)} tokens/s), ratio ${(b / a).toFixed(2)}` : ''}`);
-    }
-
-    // Forward only (evaluation and sampling path), paired the same way.
-    const fwdSteps = o.steps;
-    tfForward(1);
-    if (torch) await torch.forward(1);
-    const fwdMs: number[] = [];
-    const torchFwdMs: number[] = [];
-    const forwardRatios: number[] = [];
-    for (let r = 0; r < o.repeats; r++) {
-      let b = 0;
-      if (torch && r % 2 === 1) b = (await torch.forward(fwdSteps)).step_ms;
-      const a = tfForward(fwdSteps);
-      if (torch && r % 2 === 0) b = (await torch.forward(fwdSteps)).step_ms;
-      fwdMs.push(a);
-      if (torch) {
-        torchFwdMs.push(b);
-        forwardRatios.push(b / a);
-      }
-    }
-
-    const prof = await profileStep(() => {
-      trainStep(model, optimizer, sampler, 1, learningRate(step, schedule), step);
-      step++;
-    }, backend);
-    if (o.profile) {
-      log(`profile of one training step on ${backend} (tf.profile; customGrad scopes, named "forward", include their inner kernels):`);
-      for (const line of prof.table) log(`  ${line}`);
-    }
-    log(`kernel calls per training step: ${prof.calls} through the tfjs engine, ${prof.compute} of them compute kernels (the rest Identity, Reshape and tf.customGrad scopes)` +
-      (prof.fallbacks === null ? '' : `; native kernels that fell back to tfjs-backend-cpu: ${prof.fallbacks}${prof.fallbackNames.length ? ` (${prof.fallbackNames.join(', ')})` : ''}`));
-
-    const now = new Date().toISOString();
-    const runId = `${now}-${process.pid}`;
-    const stepMs = median(tfMs);
-    const tps = tokensPerStep / (stepMs / 1e3);
-    const gflops = (flopsPerToken * tps) / 1e9;
-    const device = backend === 'tensorflow' && o.gpu ? 'GPU (tfjs-node-gpu)' : cpus()[0]?.model ?? 'unknown';
-    const base = {
-      run_id: runId, timestamp: now, preset: o.preset, device, batch: o.batch, T, params, flops_per_token: flopsPerToken,
-      steps: o.steps, repeats: o.repeats, node: process.version,
-    };
-    const rTfjs: BenchRow = {
-      ...base,
-      engine: 'tfjs',
-      backend,
-      threads: threadsOf(backend),
-      step_ms: stepMs,
-      step_ms_min: Math.min(...tfMs),
-      step_ms_max: Math.max(...tfMs),
-      tokens_per_s: tps,
-      gflops,
-      peak_gflops: peak,
-      utilisation: gflops / peak,
-      rss_mb: rssMb(),
-      tf_peak_mb: prof.peakBytes / 2 ** 20,
-      forward_tokens_per_s: tokensPerStep / (median(fwdMs) / 1e3),
-      kernel_calls: prof.calls,
-      compute_kernel_calls: prof.compute,
-      native_fallback_calls: prof.fallbacks,
-      loss: lastLoss,
-      reference: torch ? 'torch' : null,
-      ratio_vs_reference: ratios.length ? median(ratios) : null,
-      ratio_min: ratios.length ? Math.min(...ratios) : null,
-      ratio_max: ratios.length ? Math.max(...ratios) : null,
-      forward_ratio_vs_reference: forwardRatios.length ? median(forwardRatios) : null,
-    };
-    const rows: BenchRow[] = [rTfjs];
-    if (torch && torchInfo) {
-      const tStep = median(torchMs);
-      const tTps = tokensPerStep / (tStep / 1e3);
-      const tG = (flopsPerToken * tTps) / 1e9;
-      const tRss = (await torch.forward(1)).rss_mb;
-      rows.push({
-        ...base,
-        engine: 'torch',
-        backend: `torch ${torchInfo.torch} (${torchInfo.blas})`,
-        threads: torchInfo.threads,
-        step_ms: tStep,
-        step_ms_min: Math.min(...torchMs),
-        step_ms_max: Math.max(...torchMs),
-        tokens_per_s: tTps,
-        gflops: tG,
-        peak_gflops: torchPeak,
-        utilisation: torchPeak ? tG / torchPeak : null,
-        rss_mb: tRss,
-        tf_peak_mb: null,
-        forward_tokens_per_s: tokensPerStep / (median(torchFwdMs) / 1e3),
-        kernel_calls: null,
-        compute_kernel_calls: null,
-        native_fallback_calls: null,
-        loss: torchLoss ?? null,
-        reference: null,
-        ratio_vs_reference: null,
-        ratio_min: null,
-        ratio_max: null,
-        forward_ratio_vs_reference: null,
-      });
-    }
+    const { peak, torchPeak } = await measurePeaks(o, backend, server, log);
+    const train = await timeTraining(o, engine, server, backend, work.tokensPerStep, log);
+    const fwd = await timeForward(o, engine, server);
+    const loss = engine.lastLoss;  // before the profiled step
+    const prof = await engine.profile(backend);
+    logProfile(o, prof, backend, log);
+    const base = rowBase(o, work, backend);
+    const rows: BenchRow[] = [tfjsRow(base, work, backend, train, fwd, peak, prof, loss)];
+    if (torch) rows.push(torchRow(base, work, torch.info, train, fwd, torchPeak, (await torch.server.forward(1)).rss_mb, train.torchLoss));
     if (o.out) appendBenchRows(join(o.out, 'bench.arrow'), rows);
-    return { rows, ratios };
+    return { rows, ratios: train.ratios };
   } finally {
-    await torch?.close();
+    await torch?.server.close();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
-    optimizer.dispose();
-    model.dispose();
+    engine.dispose();
   }
 }
