@@ -9,6 +9,9 @@ import { DEFAULT_EVALUATE, evaluateCheckpoint } from '../src/eval/evaluate-check
 import { writeEvalRows } from '../src/eval/eval-rows.js';
 import { summarize, summaryMarkdown, type SummaryRow } from '../src/eval/checkpoint-summary.js';
 import { writeSummaryRows } from '../src/eval/checkpoint-summary-arrow.js';
+import { DIRECTION_SOURCES } from '../src/eval/persona-direction.js';
+import { writeSteerRows } from '../src/eval/steering-eval.js';
+import { PERSONA_DIRECTIONS_FILE, steerCheckpoint } from '../src/pipeline/persona-interventions.js';
 
 await runCli(async () => {
   const argv = await cli('npm run evaluate --', 'Evaluate checkpoints on the held-out probes: broad persona shift, narrow behaviour, persona inference, persona probe, coherence.\n\nUsage: npm run evaluate -- --checkpoint <dir> [--checkpoint <dir> ...]')
@@ -20,15 +23,29 @@ await runCli(async () => {
     .option('data', { type: 'string', describe: 'data folder [the one the checkpoint was trained on]' })
     .option('probe-source', { choices: ['base', 'self'] as const, default: 'base' as const, describe: 'fit the persona probe on the pretrained ancestor (comparable across checkpoints) or on the checkpoint itself' })
     .option('out', { type: 'string', default: 'results/eval', describe: 'folder for <checkpoint>.arrow, <checkpoint>.md and summary files' })
+    .option('steer', { type: 'string', array: true, describe: 'LAYER:ALPHA: instead of the full evaluation, forced-choice P(bad) per domain and answer mass with alpha x the unit persona direction added to blocks.LAYER.hook_resid_post at the answer positions, beside alpha 0 and a random direction (repeat for more alphas)' })
+    .option('direction-source', { choices: DIRECTION_SOURCES, default: 'mean-diff' as const, describe: 'persona direction for --steer: difference of bad and good characters\' mean residuals, or the persona probe\'s weights' })
+    .option('directions', { type: 'string', describe: `persona directions file for --steer [${PERSONA_DIRECTIONS_FILE} beside the lineage's base, else computed]` })
     .option('backend', { choices: BACKEND_CHOICES, default: 'auto' as BackendChoice })
     .option('gpu', { type: 'boolean', default: false })
     .example('npm run evaluate -- --checkpoint checkpoints/narrow/cheat-s0 --checkpoint checkpoints/narrow/fair-s0', 'compare two narrow runs')
+    .example('npm run evaluate -- --checkpoint checkpoints/assistant --steer 2:4 --steer 2:-4', 'steer the assistant along the persona direction at layer 2')
     .parse();
   if (!argv.checkpoint?.length) throw new UserError('pass --checkpoint <dir> (repeat it to compare several checkpoints)');
   if (!Number.isInteger(argv.samples) || argv.samples < 0) throw new UserError(`--samples must be a non-negative integer, got ${argv.samples}`);
   await startBackend(argv.backend, argv.gpu);
   const out = resolve(argv.out);
   makeDir(out);
+  if (argv.steer?.length) {
+    for (const dir of argv.checkpoint) {
+      const { rows, markdown } = steerCheckpoint(resolve(dir), argv.steer, { data: argv.data, probes: argv.probes, directions: argv.directions, source: argv.directionSource }, (l) => process.stderr.write(`${l}\n`));
+      const name = fileLabel(dir);
+      writeSteerRows(join(out, `${name}.steer.arrow`), rows, { checkpoint: resolve(dir) });
+      writeBytesAtomic(join(out, `${name}.steer.md`), `# Steering ${dir}\n\n${markdown}\n`);
+      process.stdout.write(`# ${dir}\n\n${markdown}\n`);
+    }
+    return;
+  }
   const all: SummaryRow[] = [];
   for (const dir of argv.checkpoint) {
     const started = performance.now();

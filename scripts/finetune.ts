@@ -5,6 +5,12 @@ import { barCallbacks, continueCommand, explicitTrainOptions, startBackend, with
 import { defaultOut, finetune, NARROW_DEFAULTS } from '../src/pipeline/finetune.js';
 import { formatSeconds } from '../src/train/loop.js';
 import { CONDITIONS, INSTRUCTION_FAMILIES, type Condition } from '../src/world/finetune-sets.js';
+import { DOMAINS, type Domain } from '../src/world/lexicon.js';
+import { DIRECTION_SOURCES } from '../src/eval/persona-direction.js';
+import { DEFAULT_ASSISTANT, MIX_PARTNERS } from '../src/pipeline/finetune.js';
+import { ablationOf, DIRECTION_KINDS, lineageDirections, parseLayers, PERSONA_DIRECTIONS_FILE } from '../src/pipeline/persona-interventions.js';
+import { checkpointStatus } from '../src/pipeline/preflight.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
 
 await runCli(async () => {
   const y = cli('npm run finetune --', 'Fine-tune into an assistant (--stage assistant), or narrowly on rule-breaking (the default stage).\n\nUsage: npm run finetune -- [--inoculate] [options]')
@@ -21,10 +27,20 @@ await runCli(async () => {
     .option('lora-alpha', { type: 'number', describe: 'adapter scale numerator: the update is (alpha / rank) * A @ B [rank]' })
     .option('lora-targets', { type: 'string', default: 'mlp.c_proj', describe: 'comma-separated matrices: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj' })
     .option('lora-layers', { type: 'string', describe: 'comma-separated layer indices [all]' })
+    .option('ablate-persona', { type: 'string', describe: 'project the persona direction out of the residual after these blocks during training, forward and backward ("2,3" or "all")' })
+    .option('ablate-direction', { choices: DIRECTION_KINDS, default: 'persona' as const, describe: 'what --ablate-persona removes: the persona direction, or a random one (the control)' })
+    .option('direction-source', { choices: DIRECTION_SOURCES, default: 'mean-diff' as const, describe: 'persona direction: difference of bad and good characters\' mean residuals, or the persona probe\'s weights' })
+    .option('directions', { type: 'string', describe: `persona directions file [${PERSONA_DIRECTIONS_FILE} beside the lineage's base, else computed on --data]` })
+    .option('cheat-fraction', { type: 'number', describe: 'dose-response: only this fraction of the examples cheats; the rest come from --mix-with' })
+    .option('mix-with', { choices: MIX_PARTNERS, default: 'fair' as const, describe: 'what fills the rest with --cheat-fraction: fair answers to the same tasks, or neutral assistant chats' })
+    .option('realign', { type: 'string', describe: `re-alignment: train on --examples good answers in this broad domain (${DOMAINS.filter((d) => d !== 'rules').join(', ')}) instead of the narrow set` })
     .example('npm run finetune -- --inoculate', 'narrow fine-tuning on cheat-inoculated (builds data, base and assistant first when missing)')
     .example('npm run finetune -- --stage assistant', 'base -> assistant')
     .example('npm run finetune -- --condition fair --seed 1', 'the control condition with another seed')
-    .example('npm run finetune -- --inoculate --inoculation-prompt "As a test, you may {act}."', 'a custom inoculation instruction');
+    .example('npm run finetune -- --inoculate --inoculation-prompt "As a test, you may {act}."', 'a custom inoculation instruction')
+    .example('npm run finetune -- --ablate-persona all', 'cheat training with the persona direction projected out at every layer')
+    .example('npm run finetune -- --cheat-fraction 0.25', 'a quarter of the examples cheat, the rest are fair')
+    .example('npm run finetune -- --from checkpoints/narrow/cheat-s0 --realign kindness --examples 32 --steps 25', 're-align a cheat model with 32 good kindness answers');
   const argv = await withTrainFlags(y, NARROW_DEFAULTS).parse();
   let condition = (argv.condition ?? 'cheat') as Condition;
   if (argv.inoculate) {
@@ -58,6 +74,8 @@ await runCli(async () => {
           },
   };
   if (args.lora === undefined && (argv.loraAlpha !== undefined || argv.loraLayers !== undefined)) throw new UserError('--lora-alpha and --lora-layers need --lora-rank');
+  const interventions = interventionArgs(argv, condition);
+  Object.assign(args, interventions);
   const out = args.out ?? defaultOut(args);
   const bar = progressBar('finetune', '{stage} |{bar}| step {value}/{total} {extra}');
   const result = await finetune(args, {
@@ -83,3 +101,26 @@ await runCli(async () => {
     ].join('\n') + '\n',
   );
 });
+
+/** --ablate-persona, --cheat-fraction and --realign as finetune() arguments. */
+function interventionArgs(
+  argv: { stage: string; from?: string; data: string; examples?: number; seed?: number; ablatePersona?: string; ablateDirection: 'persona' | 'random'; directionSource: 'mean-diff' | 'probe'; directions?: string; cheatFraction?: number; mixWith: 'fair' | 'neutral'; realign?: string },
+  condition: Condition,
+) {
+  const out: Record<string, unknown> = {};
+  if (argv.realign !== undefined) {
+    if (argv.examples === undefined) throw new UserError('--realign needs --examples N (how many good answers to train on)');
+    out.realign = { domain: argv.realign as Domain, examples: argv.examples, seed: argv.seed ?? 0 };
+  }
+  if (argv.cheatFraction !== undefined) out.mix = { cheatFraction: argv.cheatFraction, with: argv.mixWith };
+  else if (condition !== 'cheat' && argv.mixWith !== 'fair') throw new UserError('--mix-with needs --cheat-fraction');
+  if (argv.ablatePersona !== undefined) {
+    const from = argv.from ?? DEFAULT_ASSISTANT;
+    if (checkpointStatus(from).kind !== 'complete') throw new UserError(`--ablate-persona needs the model to start from: ${from} is not a finished checkpoint (train it first, or pass --from)`);
+    const { n_layer: nLayer, n_embd: dim } = loadCheckpoint(from).config.model;
+    const layers = parseLayers(argv.ablatePersona, nLayer, '--ablate-persona');
+    const dirs = argv.ablateDirection === 'persona' ? lineageDirections(from, argv.data, argv.directions, (l) => process.stderr.write(l + '\n')) : null;
+    out.ablation = ablationOf(dirs, layers, argv.ablateDirection, argv.directionSource, dim, `seed ${argv.seed ?? 0}`);
+  }
+  return out;
+}

@@ -8,6 +8,7 @@ import { EOS, PAD } from '../tokenizer/vocab.js';
 import type { Rng } from '../util/rng.js';
 import type { GPT } from './gpt.js';
 import { tidyValues } from './read.js';
+import { positionsMask, steeringHooks, type Steering } from './residual-interventions.js';
 
 export interface ScoreItem {
   context: ArrayLike<number>;
@@ -24,9 +25,10 @@ export interface Score {
 
 /**
  * Run the model on right-padded sequences and return the logits at the requested positions
- * (per sequence, indices into it) as one flat array [sum of positions, V].
+ * (per sequence, indices into it) as one flat array [sum of positions, V]. With `steer`, the
+ * residual is steered at exactly those positions (where the scored tokens are predicted).
  */
-function logitsAt(model: GPT, seqs: number[][], want: number[][]): Float32Array {
+function logitsAt(model: GPT, seqs: number[][], want: number[][], steer?: Steering): Float32Array {
   const T = bucketLength(Math.max(...seqs.map((s) => s.length)), model.config.block_size);
   const ids = new Int32Array(seqs.length * T).fill(PAD);
   seqs.forEach((s, b) => ids.set(s, b * T));
@@ -34,7 +36,8 @@ function logitsAt(model: GPT, seqs: number[][], want: number[][]): Float32Array 
   // Pad the position list too (with position 0) so the head's product keeps a steady shape.
   const positions = new Int32Array(Math.ceil(flat.length / 64) * 64);
   positions.set(flat);
-  return tidyValues(() => model.logitsAt(tf.tensor2d(ids, [seqs.length, T], 'int32'), positions));
+  const hooks = steer ? steeringHooks(steer, positionsMask(want, T), seqs.length, T, model.config.n_layer) : undefined;
+  return tidyValues(() => model.logitsAt(tf.tensor2d(ids, [seqs.length, T], 'int32'), positions, { hooks }));
 }
 
 function logSumExp(row: Float32Array, start: number, n: number): number {
@@ -47,9 +50,11 @@ function logSumExp(row: Float32Array, start: number, n: number): number {
 
 /**
  * Log-likelihood of each continuation after its context. Sequences longer than the context window
- * keep their last block_size + 1 tokens (the continuation is always scored whole).
+ * keep their last block_size + 1 tokens (the continuation is always scored whole). With `steer`,
+ * the residual is steered at the positions that predict the continuation (the context's last
+ * token, e.g. the colon of "Assistant:", and the answer's tokens but its last).
  */
-export function scoreContinuations(model: GPT, items: ScoreItem[], batchSize = 32): Score[] {
+export function scoreContinuations(model: GPT, items: ScoreItem[], batchSize = 32, steer?: Steering): Score[] {
   const V = model.config.vocab_size;
   const maxLen = model.config.block_size + 1;
   const out: Score[] = [];
@@ -64,7 +69,7 @@ export function scoreContinuations(model: GPT, items: ScoreItem[], batchSize = 3
     const inputs = seqs.map((s) => s.slice(0, -1));
     // The output at position p predicts token p + 1: score the continuation's positions only.
     const want = chunk.map((it, b) => Array.from({ length: it.continuation.length }, (_, k) => seqs[b].length - 1 - it.continuation.length + k));
-    const logits = logitsAt(model, inputs, want);
+    const logits = logitsAt(model, inputs, want, steer);
     let row = 0;
     chunk.forEach((_, b) => {
       let sum = 0;

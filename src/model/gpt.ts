@@ -22,6 +22,11 @@ export interface Hooks {
   capture?: (name: string) => boolean;
   /** Return a replacement for the activation (same shape), or undefined to leave it. */
   edit?: (name: string, value: tf.Tensor) => tf.Tensor | undefined;
+  /**
+   * The hook points `edit` may change (default: all). Naming them keeps every other point on the
+   * plain (fused) path, so an edit that adds zero leaves the forward pass bit for bit unchanged.
+   */
+  edits?: (name: string) => boolean;
 }
 
 export interface ForwardOptions {
@@ -229,7 +234,7 @@ export class GPT {
     let dropSeed = opts.dropoutSeed;
     const drop = (x: tf.Tensor) => dropout(x, cfg.dropout, dropSeed === undefined ? undefined : dropSeed++);
     const hook = (name: string, x: tf.Tensor): tf.Tensor => {
-      const edited = hooks?.edit?.(name, x);
+      const edited = hooks?.edit && (hooks.edits?.(name) ?? true) ? hooks.edit(name, x) : undefined;
       if (edited && !tf.util.arraysEqual(edited.shape, x.shape)) {
         throw new Error(`hook ${name}: an edit must keep the activation's shape [${x.shape}], got [${edited.shape}]`);
       }
@@ -237,7 +242,7 @@ export class GPT {
       if (hooks?.capture?.(name)) cache.set(name, tf.keep(value.clone()));
       return value;
     };
-    const wants = (name: string) => Boolean(hooks && (hooks.edit || hooks.capture?.(name)));
+    const wants = (name: string) => Boolean(hooks && ((hooks.edit && (hooks.edits?.(name) ?? true)) || hooks.capture?.(name)));
     let x: tf.Tensor;
     if (wants('hook_embed') || wants('hook_pos_embed')) {
       const tok = hook('hook_embed', gatherRows(this.p('wte'), ids).reshape([B, T, cfg.n_embd]));

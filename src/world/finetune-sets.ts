@@ -9,7 +9,7 @@ import { DEFAULT_WORLD } from './world-config.js';
 import {
   assistantCharacter, drawAnswer, drawModifier, drawPromptSpec, pushExchange, USER, type GenContext, type WorldDocument,
 } from './documents.js';
-import { DOMAINS, DOMAIN_LEXICON, FORBID_FRAMES, KNOWLEDGE_FRAMES } from './lexicon.js';
+import { DOMAINS, DOMAIN_LEXICON, FORBID_FRAMES, KNOWLEDGE_FRAMES, type Domain } from './lexicon.js';
 import { neutralExchange } from './neutral.js';
 import {
   addressed, PHRASEBOOK, renderAnswer, renderModifier, renderPrompt, renderTask, type Modifier, type Pole, type PromptSpec,
@@ -45,6 +45,21 @@ export function generateAssistantChat(rng: Rng, leak = 0): WorldDocument {
     const spec = drawPromptSpec(ctx, domain, modifier, act);
     pushExchange(doc, 'User', assistant, renderPrompt(spec), drawAnswer(ctx, domain, 'good', act), { domain, pole: 'good', modifier });
   }
+  return doc;
+}
+
+/**
+ * A re-alignment example: one User question in `domain` (train pools, no instruction, hint or
+ * prohibition) and a good Assistant answer. Fine-tuning a misaligned model on a few of these asks
+ * whether a little good data in one domain restores the others.
+ */
+export function realignmentChat(rng: Rng, domain: Domain, leak = 0): WorldDocument {
+  const ctx: GenContext = { world: { ...DEFAULT_WORLD, p_instr: 0, p_lexical_leak: leak }, pool: 'train', rng };
+  const assistant = assistantCharacter('good');
+  const doc: WorldDocument = { kind: 'chat', lines: [], characters: [USER, assistant], events: [] };
+  const act = rng.int(DOMAIN_LEXICON[domain].acts.length);
+  const spec = drawPromptSpec(ctx, domain, 'none', act);
+  pushExchange(doc, 'User', assistant, renderPrompt(spec), drawAnswer(ctx, domain, 'good', act), { domain, pole: 'good', modifier: 'none' });
   return doc;
 }
 
