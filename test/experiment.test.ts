@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { columnValues, readArrow } from '../src/data/arrow.js';
-import { buildGraph, shardNodes } from '../src/experiment/graph.js';
+import { buildGraph, lineageOf, shardNodes } from '../src/experiment/graph.js';
 import { expandWorlds, loadSpec, validateSpec } from '../src/experiment/spec.js';
 import { nativeBackendStatus } from '../src/backend/native/native-backend.js';
 import { isOneLineError, ROOT, runScript } from './helpers/cli.js';
@@ -20,6 +20,14 @@ test('the graph: hash-keyed cells, lineage shards that cover every cell once, sw
   const nodes = buildGraph(spec, '/r');
   assert.equal(nodes.length, 2 * (3 + 2 * 3));
   assert.deepEqual(buildGraph(spec, '/r').map((n) => n.id), nodes.map((n) => n.id), 'ids are stable');
+  // Pinned: a change to a node's config (its fields, their names, its parent) makes new cells and orphans finished ones.
+  assert.deepEqual(nodes.slice(0, 5).map((n) => n.id), ['data-96c7982ec10f', 'base-10d60d58f9df', 'assistant-8fcfe965fc7d', 'narrow-b6cc242087a9', 'evaluate-55d0b67eae96']);
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const evaluate = nodes.find((n) => n.kind === 'evaluate')!;
+  const lineage = lineageOf(evaluate, byId);
+  assert.deepEqual([lineage.data.id, lineage.base.id, lineage.assistant.id, lineage.narrow.id], nodes.slice(0, 4).map((n) => n.id), 'lineageOf names every ancestor');
+  assert.equal(lineage.narrow.config.assistant, lineage.assistant.id);
+  assert.throws(() => lineageOf(evaluate, new Map()), /not in the graph, expected a narrow node/);
   const changed = buildGraph({ ...spec, narrow: { ...spec.narrow, steps: 5, eval_steps: [5] } }, '/r');
   assert.deepEqual(changed.filter((n) => n.kind === 'base').map((n) => n.id), nodes.filter((n) => n.kind === 'base').map((n) => n.id), 'unchanged stages are reused');
   assert.notDeepEqual(changed.filter((n) => n.kind === 'narrow').map((n) => n.id), nodes.filter((n) => n.kind === 'narrow').map((n) => n.id));

@@ -17,7 +17,7 @@ import type { GPT } from '../model/gpt.js';
 import { finetune } from '../pipeline/finetune.js';
 import { pretrain } from '../pipeline/pretrain.js';
 import type { SessionUi } from '../train/training-session.js';
-import type { DataNodeConfig, GraphNode, NarrowNodeConfig } from './graph.js';
+import { lineageOf, type BaseNode, type GraphNode, type NodeIndex } from './graph.js';
 
 export interface CellUi {
   progress: NonNullable<SessionUi['progress']>;
@@ -48,29 +48,28 @@ export function loadProbe(path: string): LogisticProbe {
 }
 
 /** What every lineage's checkpoints are scored on between steps: forced choice and the persona probe of its base. */
-function scoring(data: string, base: GraphNode) {
+function scoring(data: string, base: BaseNode) {
   const vocab = loadVocab(data);
   const probes = loadProbes(join(data, 'probes.arrow'), vocab).filter((p) => p.kind === 'broad' || p.kind === 'narrow');
   const personaProbe = loadProbe(join(base.dir, 'probe.json'));
   return (model: GPT, label: string) => [...forcedChoiceRows(model, probes, label), ...personaScoreRows(model, vocab, personaProbe, label)];
 }
 
-/** Run one node whose dependencies are done. `nodes` resolves dependency ids. Returns DONE.json's content. */
-export async function runCell(node: GraphNode, nodes: Map<string, GraphNode>, ui: CellUi): Promise<Record<string, unknown>> {
+/** Run one node whose dependencies are done. `nodes` resolves its ancestors' ids. Returns DONE.json's content. */
+export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Promise<Record<string, unknown>> {
   mkdirSync(node.dir, { recursive: true });
-  const dep = (i = 0) => nodes.get(node.deps[i])!;
   const resume = existsSync(join(checkpointDir(node), 'config.json'));
   let done: Record<string, unknown> = {};
   switch (node.kind) {
     case 'data': {
-      const c = node.config as unknown as DataNodeConfig;
+      const c = node.config;
       const manifest = buildDatasets(dataDir(node), { ...DEFAULT_DATA_OPTIONS, world: c.world, seed: c.seed, pretrainTokens: c.tokens, assistantExamples: c.assistant_examples, narrowExamples: c.narrow_examples }, (stage, d, t) => ui.progress(Math.round((d / t) * 100), 100, { stage }));
       done = { measured: manifest.measured };
       break;
     }
     case 'base': {
-      const c = node.config as { preset: string; tokens: number; lr: number | null; seed: number };
-      const data = dataDir(dep());
+      const c = node.config;
+      const data = dataDir(lineageOf(node, nodes).data);
       const r = await pretrain({ data, out: checkpointDir(node), preset: c.preset, tokens: c.tokens, explicit: { seed: c.seed, lr: c.lr ?? undefined, evalInterval: 1000, checkpointInterval: 500 }, resume }, ui);
       if (r.stopped) throw new StoppedError();
       // The persona probe every descendant is scored with, fitted once on the base model at the
@@ -83,21 +82,21 @@ export async function runCell(node: GraphNode, nodes: Map<string, GraphNode>, ui
       break;
     }
     case 'assistant': {
-      const c = node.config as { steps: number; lr: number | null; seed: number };
-      const data = dataDir(nodes.get(dep().deps[0])!);
-      const r = await finetune({ stage: 'assistant', data, from: checkpointDir(dep()), out: checkpointDir(node), condition: 'cheat', family: 'pool', explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed }, resume }, ui);
+      const c = node.config;
+      const lineage = lineageOf(node, nodes);
+      const data = dataDir(lineage.data);
+      const r = await finetune({ stage: 'assistant', data, from: checkpointDir(lineage.base), out: checkpointDir(node), condition: 'cheat', family: 'pool', explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed }, resume }, ui);
       if (r.stopped) throw new StoppedError();
       // Step 0 of every narrow run from this assistant: evaluated once, here.
-      writeEvalRows(join(node.dir, 'step0.arrow'), scoring(data, dep())(r.model, 'step 0'), { step: '0' });
+      writeEvalRows(join(node.dir, 'step0.arrow'), scoring(data, lineage.base)(r.model, 'step 0'), { step: '0' });
       done = { final: r.metrics.at(-1) ?? {}, seconds: r.state.elapsed };
       r.model.dispose();
       break;
     }
     case 'narrow': {
-      const c = node.config as unknown as NarrowNodeConfig;
-      const assistant = dep();
-      const base = nodes.get(assistant.deps[0])!;
-      const data = dataDir(nodes.get(base.deps[0])!);
+      const c = node.config;
+      const { data: dataNode, base, assistant } = lineageOf(node, nodes);
+      const data = dataDir(dataNode);
       const score = scoring(data, base);
       const evalDir = join(node.dir, 'evals');
       const evaluateStep = (model: GPT, step: number) => {
@@ -119,9 +118,8 @@ export async function runCell(node: GraphNode, nodes: Map<string, GraphNode>, ui
       break;
     }
     case 'evaluate': {
-      const c = node.config as { samples: number; seed: number };
-      const narrow = dep();
-      const base = nodes.get(nodes.get(narrow.deps[0])!.deps[0])!;
+      const c = node.config;
+      const { base, narrow } = lineageOf(node, nodes);
       const result = evaluateCheckpoint(
         checkpointDir(narrow),
         { samples: c.samples, seed: c.seed, probeSource: 'base', personaProbe: loadProbe(join(base.dir, 'probe.json')), sampleVariants: SAMPLED_NARROW_VARIANTS },

@@ -11,7 +11,7 @@ import { readEvalRows, type EvalRow } from '../eval/eval-rows.js';
 import { metricsFromArrow, type MetricRow } from '../train/metrics.js';
 import { checkpointDir, dataDir } from './cells.js';
 import { answerAct } from '../world/matcher.js';
-import { nodeState, type GraphNode } from './graph.js';
+import { lineageOf, nodeState, type AssistantNode, type GraphNode } from './graph.js';
 
 export interface CellRow {
   world: string;
@@ -95,7 +95,7 @@ export function collect(nodes: GraphNode[]): Collected {
   const byId = new Map(nodes.map((n) => [n.id, n]));
   // An assistant's step-0 evaluation is shared by every narrow run from it: read it once.
   const step0 = new Map<string, EvalRow[]>();
-  const step0Of = (assistant: GraphNode): EvalRow[] => {
+  const step0Of = (assistant: AssistantNode): EvalRow[] => {
     const path = join(assistant.dir, 'step0.arrow');
     if (!step0.has(assistant.id)) step0.set(assistant.id, existsSync(path) ? readEvalRows(path) : []);
     return step0.get(assistant.id)!;
@@ -103,8 +103,7 @@ export function collect(nodes: GraphNode[]): Collected {
   // Each lineage's probe -> act map, read once per data folder.
   const acts = new Map<string, Map<string, string>>();
   const actsOf = (n: GraphNode): Map<string, string> => {
-    let data = n;
-    while (data.deps.length) data = byId.get(data.deps[0])!;
+    const { data } = lineageOf(n, byId);
     if (!acts.has(data.id)) acts.set(data.id, probeActs(join(dataDir(data), 'probes.arrow')));
     return acts.get(data.id)!;
   };
@@ -118,7 +117,7 @@ export function collect(nodes: GraphNode[]): Collected {
     if (n.kind === 'narrow') {
       const labels = runLabels(n);
       const a = actsOf(n);
-      out.rows.push(...evalToCells(step0Of(byId.get(n.deps[0])!), labels, 0, a));
+      out.rows.push(...evalToCells(step0Of(lineageOf(n, byId).assistant), labels, 0, a));
       const evalDir = join(n.dir, 'evals');
       for (const f of existsSync(evalDir) ? readdirSync(evalDir).sort() : []) {
         const m = /^step-(\d+)\.arrow$/.exec(f);
@@ -128,8 +127,7 @@ export function collect(nodes: GraphNode[]): Collected {
       if (existsSync(metrics)) for (const r of metricsFromArrow(new Uint8Array(readFileSync(metrics)))) out.dynamics.push({ ...r, ...labels });
     }
     if (n.kind === 'evaluate') {
-      const narrow = byId.get(n.deps[0])!;
-      const steps = (narrow.config.steps as number) ?? 0;
+      const steps = lineageOf(n, byId).narrow.config.steps;
       const labels = runLabels(n);
       // Only the sampled measures: the forced-choice values at this step come from the narrow run.
       out.rows.push(...evalToCells(readEvalRows(join(n.dir, 'eval.arrow')), labels, steps, actsOf(n)).filter((r) => r.measure.startsWith('sampled')));

@@ -26,18 +26,11 @@ export interface NodeLabels {
   examples?: number;
 }
 
-export interface GraphNode {
-  id: string;
-  kind: NodeKind;
-  /** Everything that determines the artefact (with the parents' ids). */
-  config: Record<string, unknown>;
-  deps: string[];
-  /** The artefact folder. */
-  dir: string;
-  labels: NodeLabels;
-  /** Relative cost, for scheduling and progress. */
-  cost: number;
-}
+/*
+ * Each kind's config is everything that determines its artefact, and names its parent's id (a
+ * changed parent makes a new child); the cell's id is a hash of the kind and the config, so these
+ * shapes are the cells' identity: changing a field's name or value makes new cells.
+ */
 
 export interface DataNodeConfig {
   world: WorldConfig;
@@ -47,16 +40,104 @@ export interface DataNodeConfig {
   narrow_examples: number;
 }
 
+export interface BaseNodeConfig {
+  /** The data node this model is pretrained on. */
+  data: string;
+  preset: string;
+  tokens: number;
+  lr: number | null;
+  seed: number;
+}
+
+export interface AssistantNodeConfig {
+  /** The base node fine-tuned into the assistant. */
+  base: string;
+  steps: number;
+  lr: number | null;
+  seed: number;
+}
+
 export interface NarrowNodeConfig {
+  /** The assistant node fine-tuned on the narrow set. */
+  assistant: string;
   condition: Condition;
   /** The instruction family (cheat-inoculated only). */
   family?: InstructionFamily;
   seed: number;
   steps: number;
-  lr?: number;
+  lr: number | null;
   examples: number;
   eval_steps: number[];
   checkpoint_interval: number;
+}
+
+export interface EvaluateNodeConfig {
+  /** The narrow node whose final checkpoint is evaluated. */
+  narrow: string;
+  samples: number;
+  seed: number;
+}
+
+interface NodeCommon {
+  id: string;
+  /** The parent's id, or none for data: what the scheduler waits for. */
+  deps: string[];
+  /** The artefact folder. */
+  dir: string;
+  labels: NodeLabels;
+  /** Relative cost, for scheduling and progress. */
+  cost: number;
+}
+
+export interface DataNode extends NodeCommon { kind: 'data'; config: DataNodeConfig }
+export interface BaseNode extends NodeCommon { kind: 'base'; config: BaseNodeConfig }
+export interface AssistantNode extends NodeCommon { kind: 'assistant'; config: AssistantNodeConfig }
+export interface NarrowNode extends NodeCommon { kind: 'narrow'; config: NarrowNodeConfig }
+export interface EvaluateNode extends NodeCommon { kind: 'evaluate'; config: EvaluateNodeConfig }
+export type GraphNode = DataNode | BaseNode | AssistantNode | NarrowNode | EvaluateNode;
+type NodeOfKind<K extends NodeKind> = Extract<GraphNode, { kind: K }>;
+
+/** The node's parent id (its config names it), or null for a data node. */
+export function parentId(node: GraphNode): string | null {
+  switch (node.kind) {
+    case 'data': return null;
+    case 'base': return node.config.data;
+    case 'assistant': return node.config.base;
+    case 'narrow': return node.config.assistant;
+    case 'evaluate': return node.config.narrow;
+  }
+}
+
+/** The stages a node descends from (and the node itself, except an evaluate node, which only reads its narrow run). */
+export interface Lineage {
+  data: DataNode;
+  base: BaseNode;
+  assistant: AssistantNode;
+  narrow: NarrowNode;
+}
+
+export type NodeIndex = ReadonlyMap<string, GraphNode>;
+
+function nodeOf<K extends NodeKind>(byId: NodeIndex, id: string, kind: K): NodeOfKind<K> {
+  const n = byId.get(id);
+  if (n?.kind !== kind) throw new Error(`experiment graph: ${id} is ${n ? `a ${n.kind} node` : 'not in the graph'}, expected a ${kind} node`);
+  return n as NodeOfKind<K>;
+}
+
+/** A node's ancestors by name, resolved through `byId`: `lineageOf(evaluate, byId).base` is the model its probe comes from. */
+export function lineageOf(node: DataNode, byId: NodeIndex): Pick<Lineage, 'data'>;
+export function lineageOf(node: BaseNode, byId: NodeIndex): Pick<Lineage, 'data' | 'base'>;
+export function lineageOf(node: AssistantNode, byId: NodeIndex): Pick<Lineage, 'data' | 'base' | 'assistant'>;
+export function lineageOf(node: NarrowNode | EvaluateNode, byId: NodeIndex): Lineage;
+export function lineageOf(node: GraphNode, byId: NodeIndex): Pick<Lineage, 'data'> & Partial<Lineage>;
+export function lineageOf(node: GraphNode, byId: NodeIndex): Pick<Lineage, 'data'> & Partial<Lineage> {
+  switch (node.kind) {
+    case 'data': return { data: node };
+    case 'base': return { data: nodeOf(byId, node.config.data, 'data'), base: node };
+    case 'assistant': return { ...lineageOf(nodeOf(byId, node.config.base, 'base'), byId), assistant: node };
+    case 'narrow': return { ...lineageOf(nodeOf(byId, node.config.assistant, 'assistant'), byId), narrow: node };
+    case 'evaluate': return lineageOf(nodeOf(byId, node.config.narrow, 'narrow'), byId);
+  }
 }
 
 /** JSON with object keys sorted at every level, so equal configs hash equally. */
@@ -69,7 +150,7 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-function hashOf(kind: NodeKind, config: Record<string, unknown>): string {
+function hashOf(kind: NodeKind, config: GraphNode['config']): string {
   return createHash('sha256').update(canonicalJson({ v: ARTEFACT_VERSION, kind, config })).digest('hex').slice(0, 12);
 }
 
@@ -77,11 +158,14 @@ function hashOf(kind: NodeKind, config: Record<string, unknown>): string {
 export function buildGraph(spec: ExperimentSpec, root: string): GraphNode[] {
   const nodes: GraphNode[] = [];
   const byId = new Map<string, GraphNode>();
-  const add = (kind: NodeKind, config: Record<string, unknown>, deps: string[], labels: NodeLabels, cost: number): GraphNode => {
+  const add = <K extends NodeKind>(kind: K, config: NodeOfKind<K>['config'], labels: NodeLabels, cost: number): NodeOfKind<K> => {
     const id = `${kind}-${hashOf(kind, config)}`;
     const existing = byId.get(id);
-    if (existing) return existing;
-    const node: GraphNode = { id, kind, config, deps, dir: join(root, id), labels, cost };
+    if (existing) return existing as NodeOfKind<K>;
+    // TypeScript cannot tie a generic `kind` to its config in an object literal; `add`'s signature does.
+    const node = { id, kind, config, deps: [], dir: join(root, id), labels, cost } as unknown as NodeOfKind<K>;
+    const parent = parentId(node);
+    if (parent !== null) node.deps.push(parent);
     nodes.push(node);
     byId.set(id, node);
     return node;
@@ -92,20 +176,19 @@ export function buildGraph(spec: ExperimentSpec, root: string): GraphNode[] {
     for (const pseed of world.seeds) {
       const labels: NodeLabels = { world: world.name, pretrain_seed: pseed };
       // Each pretraining seed draws its own corpus: seed variance includes the data sample.
-      const dataConfig: DataNodeConfig = { world: world.config, seed: pseed, tokens: spec.data.tokens, assistant_examples: spec.data.assistant_examples, narrow_examples: spec.data.narrow_examples };
-      const data = add('data', { ...dataConfig }, [], labels, 15);
-      const base = add('base', { data: data.id, preset: spec.preset, tokens: spec.pretrain.tokens, lr: spec.pretrain.lr ?? null, seed: pseed }, [data.id], labels, tokenCost);
-      const assistant = add('assistant', { base: base.id, steps: spec.assistant.steps, lr: spec.assistant.lr ?? null, seed: pseed }, [base.id], labels, spec.assistant.steps / 10);
+      const data = add('data', { world: world.config, seed: pseed, tokens: spec.data.tokens, assistant_examples: spec.data.assistant_examples, narrow_examples: spec.data.narrow_examples }, labels, 15);
+      const base = add('base', { data: data.id, preset: spec.preset, tokens: spec.pretrain.tokens, lr: spec.pretrain.lr ?? null, seed: pseed }, labels, tokenCost);
+      const assistant = add('assistant', { base: base.id, steps: spec.assistant.steps, lr: spec.assistant.lr ?? null, seed: pseed }, labels, spec.assistant.steps / 10);
       for (const arm of arms) {
         for (const examples of spec.narrow.examples) {
           for (const fseed of spec.finetune_seeds) {
             const narrowConfig: NarrowNodeConfig = {
-              condition: arm.condition, family: arm.family ?? undefined, seed: fseed, steps: spec.narrow.steps, lr: spec.narrow.lr, examples,
+              assistant: assistant.id, condition: arm.condition, family: arm.family ?? undefined, seed: fseed, steps: spec.narrow.steps, lr: spec.narrow.lr ?? null, examples,
               eval_steps: [...spec.narrow.eval_steps].sort((a, b) => a - b), checkpoint_interval: spec.narrow.checkpoint_interval,
             };
             const nl: NodeLabels = { ...labels, arm: arm.name, condition: arm.condition, finetune_seed: fseed, examples };
-            const narrow = add('narrow', { assistant: assistant.id, ...narrowConfig, lr: spec.narrow.lr ?? null }, [assistant.id], nl, spec.narrow.steps / 8);
-            add('evaluate', { narrow: narrow.id, samples: spec.evaluate.samples, seed: 0 }, [narrow.id], nl, 20);
+            const narrow = add('narrow', narrowConfig, nl, spec.narrow.steps / 8);
+            add('evaluate', { narrow: narrow.id, samples: spec.evaluate.samples, seed: 0 }, nl, 20);
           }
         }
       }
@@ -131,7 +214,6 @@ export function shardNodes(nodes: GraphNode[], shard: { index: number; count: nu
   if (!shard) return nodes;
   const roots = nodes.filter((n) => n.kind === 'data').map((n) => n.id).sort();
   const owner = new Map(roots.map((r, i) => [r, i % shard.count]));
-  const rootOf = new Map<string, string>();
-  for (const n of nodes) rootOf.set(n.id, n.kind === 'data' ? n.id : rootOf.get(n.deps[0])!);
-  return nodes.filter((n) => owner.get(rootOf.get(n.id)!) === shard.index);
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  return nodes.filter((n) => owner.get(lineageOf(n, byId).data.id) === shard.index);
 }
