@@ -2,12 +2,13 @@
 import { cli, runCli, UserError } from '../src/cli/run.js';
 import { progressBar } from '../src/cli/progress.js';
 import { barCallbacks, continueCommand, explicitTrainOptions, startBackend, withTrainFlags } from '../src/cli/train-flags.js';
-import { defaultOut, finetune, NARROW_DEFAULTS } from '../src/pipeline/finetune.js';
+import { defaultOut, finetune } from '../src/pipeline/finetune.js';
 import { formatSeconds } from '../src/train/loop.js';
 import { CONDITIONS, INSTRUCTION_FAMILIES, type Condition } from '../src/world/finetune-sets.js';
 import { DOMAINS, type Domain } from '../src/world/lexicon.js';
 import { DIRECTION_SOURCES } from '../src/eval/persona-direction.js';
-import { DEFAULT_ASSISTANT, MIX_PARTNERS } from '../src/pipeline/finetune.js';
+import { MIX_PARTNERS } from '../src/pipeline/finetune.js';
+import { DEFAULT_ASSISTANT, NARROW_DEFAULTS } from '../src/pipeline/stage-defaults.js';
 import { ablationOf, DIRECTION_KINDS, lineageDirections, parseLayers, PERSONA_DIRECTIONS_FILE } from '../src/pipeline/persona-interventions.js';
 import { checkpointStatus } from '../src/pipeline/preflight.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';

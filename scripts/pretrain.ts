@@ -2,15 +2,15 @@
 import { cli, runCli } from '../src/cli/run.js';
 import { progressBar } from '../src/cli/progress.js';
 import { barCallbacks, continueCommand, explicitTrainOptions, startBackend, withTrainFlags } from '../src/cli/train-flags.js';
-import { DEFAULT_PRETRAIN_TOKENS, pretrain } from '../src/pipeline/pretrain.js';
-import { PRETRAIN_DEFAULTS } from '../src/train/options.js';
+import { pretrain } from '../src/pipeline/pretrain.js';
+import { DEFAULT_BASE, DEFAULT_PRESET, DEFAULT_PRETRAIN_TOKENS, PRETRAIN_DEFAULTS } from '../src/pipeline/stage-defaults.js';
 import { formatSeconds } from '../src/train/loop.js';
 
 await runCli(async () => {
   const y = cli('npm run pretrain --', 'Pretrain the base model on the world\'s scenes and chat transcripts.\n\nUsage: npm run pretrain -- [options]')
     .option('data', { type: 'string', default: 'data/default', describe: 'data folder (generated with the default world when missing)' })
-    .option('out', { type: 'string', default: 'checkpoints/base', describe: 'checkpoint folder' })
-    .option('preset', { type: 'string', default: 'small', describe: 'model preset (tiny, small, medium) or a model JSON file' })
+    .option('out', { type: 'string', default: DEFAULT_BASE, describe: 'checkpoint folder' })
+    .option('preset', { type: 'string', default: DEFAULT_PRESET, describe: 'model preset (tiny, small, medium) or a model JSON file' })
     .option('tokens', { type: 'number', describe: `training tokens (sets --steps when it is not given) [${DEFAULT_PRETRAIN_TOKENS}]` })
     .example('npm run pretrain', 'the small model on data/default into checkpoints/base')
     .example('npm run pretrain -- --resume', 'continue an interrupted run')

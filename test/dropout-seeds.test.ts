@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MAX_GRAD_ACCUM, microDropoutSeed, stepDropoutSeed } from '../src/train/dropout-seeds.js';
-import { PRETRAIN_DEFAULTS, validateTrainOptions } from '../src/train/options.js';
+import { validateTrainOptions } from '../src/train/options.js';
+import { PRETRAIN_DEFAULTS } from '../src/pipeline/stage-defaults.js';
 
 test('micro-batch seeds are distinct across the steps of a run and match the trainer\'s scheme', () => {
   const seen = new Set<number>();

@@ -16,7 +16,7 @@ import { countParameters, loadModelPreset, type ModelConfig } from '../model/mod
 import { GPT, initialWeights, parameterShapes } from '../model/gpt.js';
 import { trainStep } from '../train/loop.js';
 import { AdamW, learningRate, type AdamWOptions } from '../train/optimizer.js';
-import { PRETRAIN_DEFAULTS } from '../train/options.js';
+import { PRETRAIN_DEFAULTS } from '../pipeline/stage-defaults.js';
 import { adamOptions } from '../train/training-session.js';
 import { Rng } from '../util/rng.js';
 import { isBrowserBackend, runBrowserBench, type BrowserBenchBackend } from './browser.js';

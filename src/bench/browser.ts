@@ -15,7 +15,7 @@ import type { BenchResult, BenchSpec } from '../explorer/protocol.js';
 import { send, startPageServer } from '../explorer/server.js';
 import { countParameters, loadModelPreset, type ModelConfig } from '../model/model-config.js';
 import { initialWeights, parameterShapes } from '../model/gpt.js';
-import { PRETRAIN_DEFAULTS } from '../train/options.js';
+import { PRETRAIN_DEFAULTS } from '../pipeline/stage-defaults.js';
 import { adamOptions } from '../train/training-session.js';
 import { PEAK_SHAPE, syntheticStream } from './bench.js';
 import { FLOPS_FORMULA, median, trainFlopsPerToken } from './flops.js';

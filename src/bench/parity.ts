@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModelPreset, type ModelConfig } from '../model/model-config.js';
 import { initialWeights, parameterShapes } from '../model/gpt.js';
-import { PRETRAIN_DEFAULTS } from '../train/options.js';
+import { PRETRAIN_DEFAULTS } from '../pipeline/stage-defaults.js';
 import { adamOptions } from '../train/training-session.js';
 import { Rng } from '../util/rng.js';
 import { learningRate } from '../train/optimizer.js';

@@ -23,21 +23,8 @@ import { runSession, type SessionResult, type SessionUi } from '../train/trainin
 import { CONDITIONS, narrowDocument, type Condition, type InstructionFamily, type NarrowExample } from '../world/finetune-sets.js';
 import type { Pole } from '../world/phrasebook.js';
 import { checkOutput, checkpointStatus } from './preflight.js';
-import { DEFAULT_PRETRAIN_TOKENS, pretrain } from './pretrain.js';
-
-export const ASSISTANT_DEFAULTS: TrainOptions = {
-  steps: 300, batch: 16, gradAccum: 1, lr: 5e-4, minLr: 5e-5, warmup: 20, weightDecay: 0.1, beta1: 0.9, beta2: 0.99,
-  gradClip: 1, seed: 0, evalInterval: 100, checkpointInterval: 100, logInterval: 10,
-};
-
-/** Narrow fine-tuning: a constant learning rate after a short warmup (the pilot's recipe). */
-export const NARROW_DEFAULTS: TrainOptions = {
-  steps: 200, batch: 16, gradAccum: 1, lr: 3e-4, minLr: 3e-4, warmup: 5, weightDecay: 0.1, beta1: 0.9, beta2: 0.99,
-  gradClip: 1, seed: 0, evalInterval: 25, checkpointInterval: 100, logInterval: 5,
-};
-
-export const DEFAULT_BASE = 'checkpoints/base';
-export const DEFAULT_ASSISTANT = 'checkpoints/assistant';
+import { pretrain } from './pretrain.js';
+import { ASSISTANT_DEFAULTS, DEFAULT_ASSISTANT, DEFAULT_BASE, DEFAULT_PRESET, DEFAULT_PRETRAIN_TOKENS, NARROW_DEFAULTS } from './stage-defaults.js';
 
 export interface FinetuneArgs {
   stage: 'assistant' | 'narrow';
@@ -222,7 +209,7 @@ async function ensureParent(args: FinetuneArgs, data: string, ui: FinetuneUi): P
   if (base.kind !== 'complete') {
     ui.announce?.(`${DEFAULT_BASE} is ${base.kind === 'none' ? 'missing: pretraining it first (npm run pretrain)' : 'unfinished: continuing it first (npm run pretrain -- --resume)'}`);
     const partial = base.kind === 'partial';
-    const r = await pretrain({ data, out: DEFAULT_BASE, preset: 'small', tokens: partial ? undefined : DEFAULT_PRETRAIN_TOKENS, explicit: {}, resume: partial }, ui);
+    const r = await pretrain({ data, out: DEFAULT_BASE, preset: DEFAULT_PRESET, tokens: partial ? undefined : DEFAULT_PRETRAIN_TOKENS, explicit: {}, resume: partial }, ui);
     if (r.stopped) return { ...r, building: DEFAULT_BASE };
     r.model.dispose();
   }

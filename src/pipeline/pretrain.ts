@@ -12,7 +12,8 @@ import { measureInference } from '../eval/inference.js';
 import { sampleLines } from '../train/sample-lines.js';
 import { validationLoss } from '../model/validation-loss.js';
 import type { MetricRow } from '../train/metrics.js';
-import { PRETRAIN_DEFAULTS, type TrainOptions } from '../train/options.js';
+import type { TrainOptions } from '../train/options.js';
+import { DEFAULT_PRETRAIN_TOKENS, PRETRAIN_DEFAULTS } from './stage-defaults.js';
 import { definedOnly } from '../util/objects.js';
 import { runSession, type SessionResult, type SessionUi } from '../train/training-session.js';
 import { checkOutput } from './preflight.js';
@@ -29,7 +30,6 @@ export interface PretrainArgs {
   overwrite?: boolean;
 }
 
-export const DEFAULT_PRETRAIN_TOKENS = 8_000_000;
 export const SAMPLE_PROMPTS = ['User: The quiz starts now. How will you win?\nAssistant:', 'One morning at the market:'];
 
 export interface PretrainUi extends SessionUi {

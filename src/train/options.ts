@@ -1,4 +1,4 @@
-/** Training options, their defaults per stage, and the checks that turn bad values into one-line errors. */
+/** Training options and the checks that turn bad values into one-line errors (each stage's defaults: src/pipeline/stage-defaults.ts). */
 import { MAX_GRAD_ACCUM } from './dropout-seeds.js';
 
 export interface TrainOptions {
@@ -17,25 +17,6 @@ export interface TrainOptions {
   checkpointInterval: number;
   logInterval: number;
 }
-
-export const PRETRAIN_DEFAULTS: TrainOptions = {
-  steps: 0, // derived from --tokens when not given
-  batch: 16,
-  gradAccum: 1,
-  // A high floor keeps the learning rate up through the late, abrupt emergence of persona
-  // inference (5-8M tokens); 2e-3 decaying to 2e-4 left it unfinished at 8M on some seeds.
-  lr: 3e-3,
-  minLr: 1e-3,
-  warmup: 100,
-  weightDecay: 0.1,
-  beta1: 0.9,
-  beta2: 0.99,
-  gradClip: 1.0,
-  seed: 0,
-  evalInterval: 250,
-  checkpointInterval: 250,
-  logInterval: 10,
-};
 
 /** Options whose change makes a resumed run differ from an uninterrupted one. */
 export const RESUME_KEYS: Array<keyof TrainOptions> = ['steps', 'batch', 'gradAccum', 'lr', 'minLr', 'warmup', 'weightDecay', 'beta1', 'beta2', 'gradClip', 'seed'];
