@@ -64,6 +64,7 @@ await runCli(async () => {
     explicit: explicitTrainOptions(argv),
     resume: argv.resume,
     overwrite: argv.overwrite,
+    precision: argv.precision,
     lora:
       argv.loraRank === undefined
         ? undefined
@@ -96,7 +97,7 @@ await runCli(async () => {
   const fmt = (v: unknown) => (typeof v === 'number' ? v.toFixed(3) : 'n/a');
   process.stdout.write(
     [
-      `${argv.stage === 'assistant' ? 'assistant' : `narrow (${condition})`} model: ${out} (${backend} backend, ${result.state.step} steps, ${formatSeconds(result.state.elapsed)})`,
+      `${argv.stage === 'assistant' ? 'assistant' : `narrow (${condition})`} model: ${out} (${backend} backend, ${result.precision.precision} products, ${result.state.step} steps, ${formatSeconds(result.state.elapsed)})`,
       `forced choice on held-out probes: cheat rate ${fmt(last.cheat_no_prompt)} without a prompt, ${fmt(last.cheat_with_prompt)} with the instruction; broad P(bad) ${fmt(last.broad_quick)}${last.val_loss !== undefined ? `; val loss ${fmt(last.val_loss)}` : ''}`,
       `evaluate it with: npm run evaluate -- --checkpoint ${out}`,
     ].join('\n') + '\n',

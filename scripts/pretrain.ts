@@ -20,7 +20,7 @@ await runCli(async () => {
   const bar = progressBar('pretrain', '{stage} |{bar}| step {value}/{total} {extra}');
   const started = performance.now();
   const result = await pretrain(
-    { data: argv.data, out: argv.out, preset: argv.preset, tokens: argv.tokens, explicit: explicitTrainOptions(argv), resume: argv.resume, overwrite: argv.overwrite },
+    { data: argv.data, out: argv.out, preset: argv.preset, tokens: argv.tokens, explicit: explicitTrainOptions(argv), resume: argv.resume, overwrite: argv.overwrite, precision: argv.precision },
     { ...barCallbacks(bar, 'pretrain'), dataProgress: (stage, done, total) => bar.update(`data: ${stage}`, done, total) },
   );
   bar.stop();
@@ -34,7 +34,7 @@ await runCli(async () => {
   }
   process.stdout.write(
     [
-      `base model: ${argv.out} (${backend} backend, step ${result.state.step}, ${result.state.tokens} tokens)`,
+      `base model: ${argv.out} (${backend} backend, ${result.precision.precision} products, step ${result.state.step}, ${result.state.tokens} tokens)`,
       `val loss ${fmt(last.val_loss)}; persona inference gap: scenes ${fmt(last.gap_human)} (true ${fmt(last.true_gap_human)}), Assistant ${fmt(last.gap_assistant)} (true ${fmt(last.true_gap_assistant)})`,
       `instructed bad act shifts P(bad) elsewhere by ${fmt(last.instructed_shift_human)} (true 0)`,
       `${Math.round(tps)} tokens/s, ${formatSeconds(result.state.elapsed)} of training (${formatSeconds((performance.now() - started) / 1000)} wall)`,

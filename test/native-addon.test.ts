@@ -68,31 +68,32 @@ describe('native addon: bad calls throw catchable errors', { skip: skipNative },
   const x = f32(6), w = f32(6), y = f32(4);
 
   test('wrong length: an array smaller than its sizes', () => {
-    assert.throws(() => addon.linear(x, w, null, f32(3), 2, 3, 2, false), { name: 'RangeError', message: /linear: y: array too small/ });
-    assert.throws(() => addon.attention(f32(10), f32(8), f32(32), 1, 4, 2, 2), /attention: qkv: array too small/);
+    assert.throws(() => addon.linear(x, w, null, f32(3), 2, 3, 2, false, false), { name: 'RangeError', message: /linear: y: array too small/ });
+    assert.throws(() => addon.attention(f32(10), f32(8), f32(32), 1, 4, 2, 2, false), /attention: qkv: array too small/);
   });
 
   test('negative, fractional and non-numeric sizes', () => {
-    assert.throws(() => addon.linear(x, w, null, y, -2, 3, 2, false), { name: 'RangeError', message: /M must be a non-negative integer/ });
-    assert.throws(() => addon.linear(x, w, null, y, 2, 1.5, 2, false), /K must be a non-negative integer/);
-    assert.throws(() => addon.linear(x, w, null, y, 2, 3, Number.NaN, false), /N must be a non-negative integer/);
+    assert.throws(() => addon.linear(x, w, null, y, -2, 3, 2, false, false), { name: 'RangeError', message: /M must be a non-negative integer/ });
+    assert.throws(() => addon.linear(x, w, null, y, 2, 1.5, 2, false, false), /K must be a non-negative integer/);
+    assert.throws(() => addon.linear(x, w, null, y, 2, 3, Number.NaN, false, false), /N must be a non-negative integer/);
     assert.throws(() => addon.transpose(x, f32(6), [2, -3], [1, 0]), /negative or non-integer size/);
-    assert.throws(() => addon.linear(x, w, null, y, '2' as unknown as number, 3, 2, false), { name: 'TypeError' });
+    assert.throws(() => addon.linear(x, w, null, y, '2' as unknown as number, 3, 2, false, false), { name: 'TypeError' });
   });
 
   test('absurd sizes: products that overflow, ranks and counts out of range', () => {
     // 2^40 x 2^40 elements would wrap around in 64 bits and pass a naive length check.
-    assert.throws(() => addon.linear(x, w, null, y, 2 ** 40, 2 ** 40, 0, false), /sizes overflow/);
+    assert.throws(() => addon.linear(x, w, null, y, 2 ** 40, 2 ** 40, 0, false, false), /sizes overflow/);
     assert.throws(() => addon.embeddingGrad(f32(1), new Int32Array(1), f32(1), f32(1), 0, 0, 2 ** 32, 2 ** 32, 2 ** 32), /sizes overflow/);
     assert.throws(() => addon.transpose(x, f32(6), new Array(17).fill(1), new Array(17).fill(0).map((_, i) => i)), /rank 17/);
     assert.throws(() => addon.matmul(x, w, f32(4), 2 ** 53 + 2, 1, 1, 2, 2, 3, false, false, null, 0, false, 0), /non-negative integer/);
   });
 
   test('wrong arity, types, op codes and engine codes', () => {
-    const linear7 = addon.linear as unknown as (...a: unknown[]) => void;
-    assert.throws(() => linear7(x, w, null, y, 2, 3, 2), { name: 'TypeError', message: /linear: expected 8 arguments \(x, w, b, y, M, K, N, transW\), got 7/ });
-    assert.throws(() => addon.linear(new Int32Array(6) as unknown as Float32Array, w, null, y, 2, 3, 2, false), /linear: x: wrong typed array type/);
-    assert.throws(() => addon.linear(x, w, null, y, 2, 3, 2, 1 as unknown as boolean), /transW must be a boolean/);
+    const linear8 = addon.linear as unknown as (...a: unknown[]) => void;
+    assert.throws(() => linear8(x, w, null, y, 2, 3, 2, false), { name: 'TypeError', message: /linear: expected 9 arguments \(x, w, b, y, M, K, N, transW, bf16\), got 8/ });
+    assert.throws(() => addon.linear(x, w, null, y, 2, 3, 2, false, 'bf16' as unknown as boolean), /bf16 must be a boolean/);
+    assert.throws(() => addon.linear(new Int32Array(6) as unknown as Float32Array, w, null, y, 2, 3, 2, false, false), /linear: x: wrong typed array type/);
+    assert.throws(() => addon.linear(x, w, null, y, 2, 3, 2, 1 as unknown as boolean, false), /transW must be a boolean/);
     assert.throws(() => addon.unary(99, x, f32(6)), /unary: op 99 is out of range/);
     assert.throws(() => addon.binary(7, x, [6], x, [6], f32(6), [6]), /binary: op 7 is out of range/);
     assert.throws(() => addon.reduce(5, x, f32(1), 1, 6, 1), /reduce: op 5 is out of range/);
@@ -122,9 +123,9 @@ describe('native addon: bad calls throw catchable errors', { skip: skipNative },
       const a = require(${JSON.stringify(loadNativeAddon().path)});
       let caught = 0;
       for (const f of ${JSON.stringify(faults.map(([f]) => f))}) { try { a.selfTest(f); } catch (e) { caught++; } }
-      try { a.linear(new Float32Array(1), new Float32Array(1), null, new Float32Array(1), 2 ** 40, 2 ** 40, 0, false); } catch (e) { caught++; }
+      try { a.linear(new Float32Array(1), new Float32Array(1), null, new Float32Array(1), 2 ** 40, 2 ** 40, 0, false, false); } catch (e) { caught++; }
       const y = new Float32Array(2);
-      a.linear(Float32Array.of(1, 2), Float32Array.of(3, 4, 5, 6), null, y, 1, 2, 2, false);
+      a.linear(Float32Array.of(1, 2), Float32Array.of(3, 4, 5, 6), null, y, 1, 2, 2, false, false);
       console.log(JSON.stringify({ caught, y: Array.from(y) }));`;
     const r = spawnSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 0, `exit ${r.status} signal ${r.signal}: ${r.stderr}`);

@@ -168,7 +168,8 @@ struct Call {
   }
 };
 
-Gemm Mk(const float* A, const float* B, float* C, i64 M, i64 Nn, i64 K, bool ta, bool tb, const float* bias, int act) {
+Gemm Mk(const float* A, const float* B, float* C, i64 M, i64 Nn, i64 K, bool ta, bool tb, const float* bias, int act,
+        bool bf16) {
   Gemm g;
   g.A = A;
   g.B = B;
@@ -182,6 +183,7 @@ Gemm Mk(const float* A, const float* B, float* C, i64 M, i64 Nn, i64 K, bool ta,
   g.transB = tb;
   g.accumulate = false;
   g.act = act;
+  g.bf16 = bf16;
   return g;
 }
 
@@ -271,6 +273,7 @@ Napi::Value Matmul(Call& c) {
   g.transB = c.flag("transB");
   g.act = c.code("act", 2);
   g.accumulate = c.flag("accumulate");
+  g.bf16 = false;  // tfjs's MatMul kernels are float32; bf16 is for the fused training kernels
   int engine = c.code("engine", GEMM_REF + 1);
   if ((g.batchA != 1 && g.batchA != g.batch) || (g.batchB != 1 && g.batchB != g.batch)) c.range("bad batch sizes");
   g.A = c.f32("a", c.mul({g.batchA, g.M, g.K}));
@@ -284,16 +287,16 @@ Napi::Value Matmul(Call& c) {
 
 Napi::Value Linear(Call& c) {
   i64 M = c.size("M"), K = c.size("K"), Nn = c.size("N");
-  bool tw = c.flag("transW");
+  bool tw = c.flag("transW"), bf = c.flag("bf16");
   gemm_or_throw(Mk(c.f32("x", c.mul({M, K})), c.f32("w", c.mul({K, Nn})), c.f32("y", c.mul({M, Nn})), M, Nn, K, false, tw,
-                   c.f32_opt("b", Nn), 0),
+                   c.f32_opt("b", Nn), 0, bf),
                 GEMM_AUTO, "linear");
   return c.env.Undefined();
 }
 
 Napi::Value LinearGrad(Call& c) {
   i64 M = c.size("M"), K = c.size("K"), Nn = c.size("N");
-  bool tw = c.flag("transW");
+  bool tw = c.flag("transW"), bf = c.flag("bf16");
   const float* dy = c.f32("dy", c.mul({M, Nn}));
   const float* x = c.f32("x", c.mul({M, K}));
   const float* w = c.f32("w", c.mul({K, Nn}));
@@ -301,11 +304,11 @@ Napi::Value LinearGrad(Call& c) {
   float* dw = c.f32("dw", c.mul({K, Nn}));
   float* db = c.f32_opt("db", Nn);
   if (!tw) {
-    gemm_or_throw(Mk(dy, w, dx, M, K, Nn, false, true, nullptr, 0), GEMM_AUTO, "linearGrad");  // dx = dy w^T
-    gemm_or_throw(Mk(x, dy, dw, K, Nn, M, true, false, nullptr, 0), GEMM_AUTO, "linearGrad");  // dw = x^T dy
+    gemm_or_throw(Mk(dy, w, dx, M, K, Nn, false, true, nullptr, 0, bf), GEMM_AUTO, "linearGrad");  // dx = dy w^T
+    gemm_or_throw(Mk(x, dy, dw, K, Nn, M, true, false, nullptr, 0, bf), GEMM_AUTO, "linearGrad");  // dw = x^T dy
   } else {
-    gemm_or_throw(Mk(dy, w, dx, M, K, Nn, false, false, nullptr, 0), GEMM_AUTO, "linearGrad");  // dx = dy w   (w [N,K])
-    gemm_or_throw(Mk(dy, x, dw, Nn, K, M, true, false, nullptr, 0), GEMM_AUTO, "linearGrad");  // dw = dy^T x ([N,K])
+    gemm_or_throw(Mk(dy, w, dx, M, K, Nn, false, false, nullptr, 0, bf), GEMM_AUTO, "linearGrad");  // dx = dy w   (w [N,K])
+    gemm_or_throw(Mk(dy, x, dw, Nn, K, M, true, false, nullptr, 0, bf), GEMM_AUTO, "linearGrad");  // dw = dy^T x ([N,K])
   }
   if (db) col_sum(dy, db, M, Nn);
   return c.env.Undefined();
@@ -316,7 +319,8 @@ Napi::Value LinearGelu(Call& c) {
   i64 MN = c.mul({M, Nn});
   float* h = c.f32("h", MN);
   float* y = c.f32("y", MN);
-  gemm_or_throw(Mk(c.f32("x", c.mul({M, K})), c.f32("w", c.mul({K, Nn})), h, M, Nn, K, false, false, c.f32_opt("b", Nn), 0),
+  bool bf = c.flag("bf16");
+  gemm_or_throw(Mk(c.f32("x", c.mul({M, K})), c.f32("w", c.mul({K, Nn})), h, M, Nn, K, false, false, c.f32_opt("b", Nn), 0, bf),
                 GEMM_AUTO, "linearGelu");
   gelu_fwd(h, y, MN);
   return c.env.Undefined();
@@ -332,13 +336,22 @@ Napi::Value LinearGeluGrad(Call& c) {
   float* dx = c.f32("dx", c.mul({M, K}));
   float* dw = c.f32("dw", c.mul({K, Nn}));
   float* db = c.f32_opt("db", Nn);
+  bool bf = c.flag("bf16");
   static thread_local std::vector<float> dh;  // scratch, per JS thread
   if ((i64)dh.size() < MN) dh.resize(MN);
   gelu_bwd(dy, h, dh.data(), MN);
-  gemm_or_throw(Mk(dh.data(), w, dx, M, K, Nn, false, true, nullptr, 0), GEMM_AUTO, "linearGeluGrad");
-  gemm_or_throw(Mk(x, dh.data(), dw, K, Nn, M, true, false, nullptr, 0), GEMM_AUTO, "linearGeluGrad");
+  gemm_or_throw(Mk(dh.data(), w, dx, M, K, Nn, false, true, nullptr, 0, bf), GEMM_AUTO, "linearGeluGrad");
+  gemm_or_throw(Mk(x, dh.data(), dw, K, Nn, M, true, false, nullptr, 0, bf), GEMM_AUTO, "linearGeluGrad");
   if (db) col_sum(dh.data(), db, M, Nn);
   return c.env.Undefined();
+}
+
+// matmulImpl(M, N, K, bf16): what computes an [M,K] @ [K,N] product here (oneDNN's kernel name,
+// e.g. "oneDNN brg:avx512_core_amx"), for the benchmark's description of the machine.
+Napi::Value MatmulImpl(Call& c) {
+  i64 M = c.size("M"), Nn = c.size("N"), K = c.size("K");
+  if (M == 0 || Nn == 0 || K == 0) c.range("M, N and K must be positive");
+  return Napi::String::New(c.env, gemm_impl(M, Nn, K, c.flag("bf16")));
 }
 
 // ---------------------------------------------------------------- element-wise
@@ -524,7 +537,8 @@ void CheckHeads(Call& c, i64 C, i64 H) {
 Napi::Value Attention(Call& c) {
   i64 B = c.size("B"), T = c.size("T"), C = c.size("C"), H = c.size("H");
   CheckHeads(c, C, H);
-  attention_fwd(c.f32("qkv", c.mul({B, T, 3, C})), c.f32("out", c.mul({B, T, C})), c.f32("probs", c.mul({B, H, T, T})), B, T, C, H);
+  attention_fwd(c.f32("qkv", c.mul({B, T, 3, C})), c.f32("out", c.mul({B, T, C})), c.f32("probs", c.mul({B, H, T, T})), B, T, C, H,
+                c.flag("bf16"));
   return c.env.Undefined();
 }
 
@@ -532,7 +546,7 @@ Napi::Value AttentionGrad(Call& c) {
   i64 B = c.size("B"), T = c.size("T"), C = c.size("C"), H = c.size("H");
   CheckHeads(c, C, H);
   attention_bwd(c.f32("dout", c.mul({B, T, C})), c.f32("qkv", c.mul({B, T, 3, C})), c.f32("probs", c.mul({B, H, T, T})),
-                c.f32("dqkv", c.mul({B, T, 3, C})), B, T, C, H);
+                c.f32("dqkv", c.mul({B, T, 3, C})), B, T, C, H, c.flag("bf16"));
   return c.env.Undefined();
 }
 
@@ -629,16 +643,17 @@ const std::vector<Binding> BINDINGS = {
     {"gatherRows", {"x", "indices", "y", "rows", "rowSize"}, GatherRows},
     {"segmentSum", {"x", "ids", "y", "nRows", "rowSize", "nSeg"}, SegmentSum},
     {"colSum", {"x", "out", "rows", "cols"}, ColSum},
-    {"linear", {"x", "w", "b", "y", "M", "K", "N", "transW"}, Linear},
-    {"linearGrad", {"dy", "x", "w", "dx", "dw", "db", "M", "K", "N", "transW"}, LinearGrad},
-    {"linearGelu", {"x", "w", "b", "y", "h", "M", "K", "N"}, LinearGelu},
-    {"linearGeluGrad", {"dy", "x", "w", "h", "dx", "dw", "db", "M", "K", "N"}, LinearGeluGrad},
+    {"matmulImpl", {"M", "N", "K", "bf16"}, MatmulImpl},
+    {"linear", {"x", "w", "b", "y", "M", "K", "N", "transW", "bf16"}, Linear},
+    {"linearGrad", {"dy", "x", "w", "dx", "dw", "db", "M", "K", "N", "transW", "bf16"}, LinearGrad},
+    {"linearGelu", {"x", "w", "b", "y", "h", "M", "K", "N", "bf16"}, LinearGelu},
+    {"linearGeluGrad", {"dy", "x", "w", "h", "dx", "dw", "db", "M", "K", "N", "bf16"}, LinearGeluGrad},
     {"layerNorm", {"x", "gamma", "beta", "eps", "y", "mean", "rstd", "rows", "C"}, LayerNorm},
     {"layerNormGrad", {"dy", "x", "gamma", "mean", "rstd", "dx", "dgamma", "dbeta", "rows", "C"}, LayerNormGrad},
     {"gelu", {"x", "y"}, Gelu},
     {"geluGrad", {"dy", "x", "dx"}, GeluGrad},
-    {"attention", {"qkv", "out", "probs", "B", "T", "C", "H"}, Attention},
-    {"attentionGrad", {"dout", "qkv", "probs", "dqkv", "B", "T", "C", "H"}, AttentionGrad},
+    {"attention", {"qkv", "out", "probs", "B", "T", "C", "H", "bf16"}, Attention},
+    {"attentionGrad", {"dout", "qkv", "probs", "dqkv", "B", "T", "C", "H", "bf16"}, AttentionGrad},
     {"softmaxXent", {"logits", "targets", "weights", "dlogits", "N", "V"}, SoftmaxXent},
     {"embedding", {"ids", "wte", "wpe", "x", "B", "T", "C", "V", "maxT"}, Embedding},
     {"embeddingGrad", {"dx", "ids", "dwte", "dwpe", "B", "T", "C", "V", "maxT"}, EmbeddingGrad},

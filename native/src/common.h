@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstddef>
 #include <exception>
+#include <string>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
@@ -93,7 +94,10 @@ static const i64 EW_GRAIN = 32768;
 
 // ---------------------------------------------------------------- gemm
 // C[b] = op(A[b]) @ op(B[b]) (+ bias[N]) (relu if act==1) (+ C if accumulate), row-major,
-// contiguous. batchA/batchB are each 1 or batch (broadcast).
+// contiguous. batchA/batchB are each 1 or batch (broadcast). With bf16, A and B are rounded to
+// bfloat16 (round to nearest even) and multiplied with float32 accumulation into float32 C: oneDNN's
+// bf16 matmul where it has one, else the float32 engine on the rounded values (the same numbers,
+// since a product of two bf16 values is exact in float32; only the summation order differs).
 struct Gemm {
   const float* A;
   const float* B;
@@ -102,6 +106,7 @@ struct Gemm {
   i64 batch, batchA, batchB, M, N, K;
   bool transA, transB, accumulate;
   int act;  // 0 none, 1 relu
+  bool bf16;
 };
 enum GemmEngine { GEMM_AUTO = 0, GEMM_DNNL = 1, GEMM_BLAS = 2, GEMM_REF = 3 };
 // Returns the engine used, or -1 when the engine asked for is not compiled in. Throws (a
@@ -118,6 +123,14 @@ const char* dnnl_version_string();
 void gemm_dnnl_fault();
 // Sets the default engine of one case; false when the case or the engine is out of range.
 bool gemm_set_default(int op_case, int engine);
+// What computes a plain row-major [M,K] @ [K,N] product with float32 output (bf16: bf16 inputs):
+// oneDNN's implementation name ("brg:avx512_core_amx", ...), prefixed "oneDNN ", or the engine that
+// runs without oneDNN, and for bf16 whether it is emulated. Creates (and caches) the primitive.
+std::string gemm_impl(i64 M, i64 N, i64 K, bool bf16);
+// float32 -> bfloat16 bits, round to nearest even (NaN stays NaN), for n elements.
+void to_bf16(const float* x, uint16_t* y, i64 n);
+// x rounded to bfloat16 and widened back to float32 (the emulated bf16 path).
+void round_bf16(const float* x, float* y, i64 n);
 static const int GEMM_CASES = 8;
 
 // ---------------------------------------------------------------- element-wise
@@ -163,9 +176,11 @@ void layer_norm_grad(const float* dy, const float* x, const float* gamma, const 
                      float* dx, float* dgamma, float* dbeta, i64 rows, i64 C);
 void gelu_fwd(const float* x, float* y, i64 n);
 void gelu_bwd(const float* dy, const float* x, float* dx, i64 n);
-void attention_fwd(const float* qkv, float* out, float* probs, i64 B, i64 T, i64 C, i64 H);
+// bf16: the products (scores, P v and their gradients) in bf16 with float32 accumulation (see Gemm);
+// the softmax and everything else stay float32.
+void attention_fwd(const float* qkv, float* out, float* probs, i64 B, i64 T, i64 C, i64 H, bool bf16);
 void attention_bwd(const float* dout, const float* qkv, const float* probs, float* dqkv, i64 B, i64 T, i64 C,
-                   i64 H);
+                   i64 H, bool bf16);
 // Returns the loss; dlogits may be null. Returns NaN-free result; bad target -> returns -1 via *bad.
 double softmax_xent(const float* logits, const int32_t* targets, const float* weights, float* dlogits, i64 N,
                     i64 V, i64* bad);

@@ -251,12 +251,13 @@ static void scatter_heads(const float* src, float* dst, i64 B, i64 T, i64 C, i64
     for (i64 t = 0; t < T; t++) std::memcpy(d + t * ld, s + t * hd, hd * 4);
   });
 }
-static void batched(const float* a, const float* b, float* c, i64 batch, i64 M, i64 N, i64 K, bool ta, bool tb) {
+static void batched(const float* a, const float* b, float* c, i64 batch, i64 M, i64 N, i64 K, bool ta, bool tb, bool bf16) {
   Gemm g;
   g.A = a; g.B = b; g.C = c; g.bias = nullptr;
   g.batch = g.batchA = g.batchB = batch;
   g.M = M; g.N = N; g.K = K;
   g.transA = ta; g.transB = tb; g.accumulate = false; g.act = 0;
+  g.bf16 = bf16;
   gemm_or_throw(g, GEMM_AUTO, "attention");
 }
 static float* scratch(int slot, i64 n) {
@@ -265,7 +266,8 @@ static float* scratch(int slot, i64 n) {
   return bufs[slot].data();
 }
 
-void attention_fwd(const float* qkv, float* out, float* probs, i64 B, i64 T, i64 C, i64 H) {
+void attention_fwd(const float* qkv, float* out, float* probs, i64 B, i64 T, i64 C, i64 H, bool bf16) {
+  // The loop (empty inputs, or a build without a matrix library) has no bf16 form.
   if ((!have_dnnl() && !have_blas()) || B * H * T == 0) return attention_fwd_loop(qkv, out, probs, B, T, C, H);
   const i64 hd = C / H, BH = B * H, n = BH * T * hd;
   const float scale = 1.0f / std::sqrt((float)hd);
@@ -273,13 +275,14 @@ void attention_fwd(const float* qkv, float* out, float* probs, i64 B, i64 T, i64
   gather_heads(qkv, q, B, T, C, H, 0, false, scale);
   gather_heads(qkv, kT, B, T, C, H, 1, true);
   gather_heads(qkv, v, B, T, C, H, 2, false);
-  batched(q, kT, probs, BH, T, T, hd, false, false);  // S = (q*scale) k^T
+  batched(q, kT, probs, BH, T, T, hd, false, false, bf16);  // S = (q*scale) k^T
   causal_softmax_rows(probs, BH * T, T);
-  batched(probs, v, o, BH, T, hd, T, false, false);   // O = P v
+  batched(probs, v, o, BH, T, hd, T, false, false, bf16);   // O = P v
   scatter_heads(o, out, B, T, C, H, C, 0);
 }
 
-void attention_bwd(const float* dout, const float* qkv, const float* probs, float* dqkv, i64 B, i64 T, i64 C, i64 H) {
+void attention_bwd(const float* dout, const float* qkv, const float* probs, float* dqkv, i64 B, i64 T, i64 C, i64 H,
+                   bool bf16) {
   if ((!have_dnnl() && !have_blas()) || B * H * T == 0) return attention_bwd_loop(dout, qkv, probs, dqkv, B, T, C, H);
   const i64 hd = C / H, BH = B * H, n = BH * T * hd, C3 = 3 * C;
   const float scale = 1.0f / std::sqrt((float)hd);
@@ -292,7 +295,7 @@ void attention_bwd(const float* dout, const float* qkv, const float* probs, floa
     const i64 b = item / H, h = item % H;
     for (i64 t = 0; t < T; t++) std::memcpy(d + (item * T + t) * hd, dout + (b * T + t) * C + h * hd, hd * 4);
   });
-  batched(d, vT, dS, BH, T, T, hd, false, false);  // dP = dout v^T
+  batched(d, vT, dS, BH, T, T, hd, false, false, bf16);  // dP = dout v^T
   par_items(BH * T, T * 4, EW_GRAIN / 4, [=](i64 r) {
     const float* p = probs + r * T;
     float* ds = dS + r * T;
@@ -305,11 +308,11 @@ void attention_bwd(const float* dout, const float* qkv, const float* probs, floa
     for (i64 s = m; s < T; s++) ds[s] = 0.0f;
   });
   float* tmp = vT;  // vT no longer needed
-  batched(probs, d, tmp, BH, T, hd, T, true, false);  // dV = P^T dout
+  batched(probs, d, tmp, BH, T, hd, T, true, false, bf16);  // dV = P^T dout
   scatter_heads(tmp, dqkv, B, T, C, H, C3, 2 * C);
-  batched(dS, k, tmp, BH, T, hd, T, false, false);    // dQ = dS k
+  batched(dS, k, tmp, BH, T, hd, T, false, false, bf16);    // dQ = dS k
   scatter_heads(tmp, dqkv, B, T, C, H, C3, 0);
-  batched(dS, q, tmp, BH, T, hd, T, true, false);     // dK = dS^T q
+  batched(dS, q, tmp, BH, T, hd, T, true, false, bf16);     // dK = dS^T q
   scatter_heads(tmp, dqkv, B, T, C, H, C3, C);
 }
 

@@ -92,6 +92,37 @@ static void gemm_ref(const Gemm& g) {
   });
 }
 
+// ---------------------------------------------------------------- bf16 conversion
+static inline uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  // A NaN keeps its sign and becomes a quiet NaN (rounding could carry it into infinity).
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even
+  return (uint16_t)(u >> 16);
+}
+void to_bf16(const float* x, uint16_t* y, i64 n) {
+  par_range(n, EW_GRAIN, [&](i64 lo, i64 hi) {
+#pragma omp simd
+    for (i64 i = lo; i < hi; i++) y[i] = bf16_bits(x[i]);
+  });
+}
+void round_bf16(const float* x, float* y, i64 n) {
+  par_range(n, EW_GRAIN, [&](i64 lo, i64 hi) {
+#pragma omp simd
+    for (i64 i = lo; i < hi; i++) {
+      uint32_t u = (uint32_t)bf16_bits(x[i]) << 16;
+      std::memcpy(&y[i], &u, 4);
+    }
+  });
+}
+// Scratch that only grows (a fresh multi-MB buffer per call costs page faults), per JS thread.
+template <class T>
+static T* grow(std::vector<T>& v, i64 n) {
+  if ((i64)v.size() < n) v.resize(n);
+  return v.data();
+}
+
 // ---------------------------------------------------------------- oneDNN
 #ifdef PN_HAVE_DNNL
 struct DnnlCtx {
@@ -104,60 +135,88 @@ static DnnlCtx dctx() {
   return {eng, strm};
 }
 struct DnnlEntry {
+  // false: oneDNN has no implementation of this bf16 case (the caller emulates it).
+  bool ok;
   dnnl::matmul prim;
   dnnl::memory::desc a, b, c, bias;
+  std::string impl;
 };
-typedef std::array<i64, 10> DKey;
+typedef std::array<i64, 11> DKey;
 static std::map<DKey, std::shared_ptr<DnnlEntry>> g_cache;
 static std::mutex g_cache_mu;
 
-static bool gemm_dnnl(const Gemm& g) {
+// The cached primitive for g's shape, layout and precision (g's pointers are not used). A float32
+// case oneDNN cannot create throws dnnl::error; a bf16 one is cached as not ok.
+static std::shared_ptr<DnnlEntry> dnnl_entry(const Gemm& g) {
   using namespace dnnl;
   using dt = memory::data_type;
   const i64 M = g.M, N = g.N, K = g.K;
   bool batched = g.batch > 1;
-  DKey key = {g.batchA, g.batchB, M, N, K, g.transA, g.transB, g.bias != nullptr, g.act, g.accumulate};
-  std::shared_ptr<DnnlEntry> e;
-  {
-    std::lock_guard<std::mutex> lk(g_cache_mu);
-    auto it = g_cache.find(key);
-    if (it == g_cache.end()) {
-      if (g_cache.size() >= 4096) g_cache.clear();  // bound the cache (many distinct shapes, e.g. sampling)
-      memory::desc a, b, c, bias;
-      if (!batched) {
-        a = memory::desc({M, K}, dt::f32, g.transA ? memory::dims{1, M} : memory::dims{K, 1});
-        b = memory::desc({K, N}, dt::f32, g.transB ? memory::dims{1, K} : memory::dims{N, 1});
-        c = memory::desc({M, N}, dt::f32, memory::dims{N, 1});
-        if (g.bias) bias = memory::desc({1, N}, dt::f32, memory::dims{N, 1});
-      } else {
-        a = memory::desc({g.batchA, M, K}, dt::f32,
-                         g.transA ? memory::dims{M * K, 1, M} : memory::dims{M * K, K, 1});
-        b = memory::desc({g.batchB, K, N}, dt::f32,
-                         g.transB ? memory::dims{K * N, 1, K} : memory::dims{K * N, N, 1});
-        c = memory::desc({g.batch, M, N}, dt::f32, memory::dims{M * N, N, 1});
-        if (g.bias) bias = memory::desc({1, 1, N}, dt::f32, memory::dims{N, N, 1});
-      }
-      primitive_attr attr;
-      post_ops po;
-      if (g.accumulate) po.append_sum(1.0f);
-#if DNNL_VERSION_MAJOR >= 3
-      if (g.act == 1) po.append_eltwise(algorithm::eltwise_relu, 0.0f, 0.0f);
-      attr.set_post_ops(po);
-      matmul::primitive_desc pd = g.bias ? matmul::primitive_desc(dctx().eng, a, b, bias, c, attr)
-                                         : matmul::primitive_desc(dctx().eng, a, b, c, attr);
-#else
-      if (g.act == 1) po.append_eltwise(1.0f, algorithm::eltwise_relu, 0.0f, 0.0f);
-      attr.set_post_ops(po);
-      matmul::desc d = g.bias ? matmul::desc(a, b, bias, c) : matmul::desc(a, b, c);
-      matmul::primitive_desc pd(d, attr, dctx().eng);
-#endif
-      it = g_cache.emplace(key, std::make_shared<DnnlEntry>(DnnlEntry{matmul(pd), a, b, c, bias})).first;
-    }
-    e = it->second;
+  DKey key = {g.batchA, g.batchB, M, N, K, g.transA, g.transB, g.bias != nullptr, g.act, g.accumulate, g.bf16};
+  std::lock_guard<std::mutex> lk(g_cache_mu);
+  auto it = g_cache.find(key);
+  if (it != g_cache.end()) return it->second;
+  if (g_cache.size() >= 4096) g_cache.clear();  // bound the cache (many distinct shapes, e.g. sampling)
+  const dt in = g.bf16 ? dt::bf16 : dt::f32;
+  memory::desc a, b, c, bias;
+  if (!batched) {
+    a = memory::desc({M, K}, in, g.transA ? memory::dims{1, M} : memory::dims{K, 1});
+    b = memory::desc({K, N}, in, g.transB ? memory::dims{1, K} : memory::dims{N, 1});
+    c = memory::desc({M, N}, dt::f32, memory::dims{N, 1});
+    if (g.bias) bias = memory::desc({1, N}, dt::f32, memory::dims{N, 1});
+  } else {
+    a = memory::desc({g.batchA, M, K}, in, g.transA ? memory::dims{M * K, 1, M} : memory::dims{M * K, K, 1});
+    b = memory::desc({g.batchB, K, N}, in, g.transB ? memory::dims{K * N, 1, K} : memory::dims{K * N, N, 1});
+    c = memory::desc({g.batch, M, N}, dt::f32, memory::dims{M * N, N, 1});
+    if (g.bias) bias = memory::desc({1, 1, N}, dt::f32, memory::dims{N, N, 1});
   }
+  primitive_attr attr;
+  post_ops po;
+  if (g.accumulate) po.append_sum(1.0f);
+  std::shared_ptr<DnnlEntry> e;
+  try {
+#if DNNL_VERSION_MAJOR >= 3
+    if (g.act == 1) po.append_eltwise(algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(po);
+    matmul::primitive_desc pd = g.bias ? matmul::primitive_desc(dctx().eng, a, b, bias, c, attr)
+                                       : matmul::primitive_desc(dctx().eng, a, b, c, attr);
+#else
+    if (g.act == 1) po.append_eltwise(1.0f, algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(po);
+    matmul::desc d = g.bias ? matmul::desc(a, b, bias, c) : matmul::desc(a, b, c);
+    matmul::primitive_desc pd(d, attr, dctx().eng);
+#endif
+    e = std::make_shared<DnnlEntry>(DnnlEntry{true, matmul(pd), a, b, c, bias, pd.impl_info_str()});
+  } catch (const dnnl::error&) {
+    // oneDNN implements bf16 matmul only on CPUs with AVX-512 (natively with AVX512-BF16 or AMX).
+    if (!g.bf16) throw;
+    e = std::make_shared<DnnlEntry>(DnnlEntry{false, matmul(), a, b, c, bias, ""});
+  }
+  g_cache.emplace(key, e);
+  return e;
+}
+
+// false when g is bf16 and oneDNN has no bf16 implementation for it.
+static bool gemm_dnnl(const Gemm& g) {
+  using namespace dnnl;
+  std::shared_ptr<DnnlEntry> e = dnnl_entry(g);
+  if (!e->ok) return false;
   DnnlCtx ctx = dctx();
-  memory ma(e->a, ctx.eng, const_cast<float*>(g.A));
-  memory mb(e->b, ctx.eng, const_cast<float*>(g.B));
+  void* pa = const_cast<float*>(g.A);
+  void* pb = const_cast<float*>(g.B);
+  if (g.bf16) {
+    // The inputs in bf16, converted here so that every caller keeps float32 storage.
+    static thread_local std::vector<uint16_t> a16, b16;
+    const i64 na = g.batchA * g.M * g.K, nb = g.batchB * g.K * g.N;
+    uint16_t* qa = grow(a16, na);
+    uint16_t* qb = grow(b16, nb);
+    to_bf16(g.A, qa, na);
+    to_bf16(g.B, qb, nb);
+    pa = qa;
+    pb = qb;
+  }
+  memory ma(e->a, ctx.eng, pa);
+  memory mb(e->b, ctx.eng, pb);
   memory mc(e->c, ctx.eng, g.C);
   if (g.bias) {
     memory mbias(e->bias, ctx.eng, const_cast<float*>(g.bias));
@@ -223,24 +282,8 @@ static void gemm_blas(const Gemm& g) {
 }
 #endif
 
-int gemm(const Gemm& g, int engine) {
-  const i64 total = g.batch * g.M * g.N;
-  if (total == 0) return GEMM_REF;
-  if (g.K == 0) {
-    // Empty reduction: C = bias (+C), activation.
-    for (i64 i = 0; i < total; i++) {
-      float v = (g.bias ? g.bias[i % g.N] : 0.0f) + (g.accumulate ? g.C[i] : 0.0f);
-      if (g.act == 1 && v < 0) v = 0;
-      g.C[i] = v;
-    }
-    return GEMM_REF;
-  }
-  if (engine == GEMM_AUTO) {
-    engine = g_default[(g.transA ? 2 : 0) + (g.transB ? 1 : 0) + (g.batch > 1 ? 4 : 0)];
-    if (engine == GEMM_AUTO) engine = have_dnnl() ? GEMM_DNNL : have_blas() ? GEMM_BLAS : GEMM_REF;
-    if (engine == GEMM_DNNL && !have_dnnl()) engine = have_blas() ? GEMM_BLAS : GEMM_REF;
-    if (engine == GEMM_BLAS && !have_blas()) engine = have_dnnl() ? GEMM_DNNL : GEMM_REF;
-  }
+// Runs a float32 product on a resolved engine; -1 when that engine is not built in.
+static int run_f32(const Gemm& g, int engine) {
   switch (engine) {
 #ifdef PN_HAVE_DNNL
     case GEMM_DNNL:
@@ -258,6 +301,76 @@ int gemm(const Gemm& g, int engine) {
     default:
       return -1;
   }
+}
+
+// bf16 without a bf16 matmul: the float32 engine on inputs rounded to bf16.
+static int gemm_bf16_emulated(const Gemm& g, int engine) {
+  static thread_local std::vector<float> ra, rb;
+  const i64 na = g.batchA * g.M * g.K, nb = g.batchB * g.K * g.N;
+  Gemm h = g;
+  h.bf16 = false;
+  float* a = grow(ra, na);
+  float* b = grow(rb, nb);
+  round_bf16(g.A, a, na);
+  round_bf16(g.B, b, nb);
+  h.A = a;
+  h.B = b;
+  return run_f32(h, engine);
+}
+
+static int resolve_engine(const Gemm& g, int engine) {
+  if (engine != GEMM_AUTO) return engine;
+  engine = g_default[(g.transA ? 2 : 0) + (g.transB ? 1 : 0) + (g.batch > 1 ? 4 : 0)];
+  if (engine == GEMM_AUTO) engine = have_dnnl() ? GEMM_DNNL : have_blas() ? GEMM_BLAS : GEMM_REF;
+  if (engine == GEMM_DNNL && !have_dnnl()) engine = have_blas() ? GEMM_BLAS : GEMM_REF;
+  if (engine == GEMM_BLAS && !have_blas()) engine = have_dnnl() ? GEMM_DNNL : GEMM_REF;
+  return engine;
+}
+
+int gemm(const Gemm& g, int engine) {
+  const i64 total = g.batch * g.M * g.N;
+  if (total == 0) return GEMM_REF;
+  if (g.K == 0) {
+    // Empty reduction: C = bias (+C), activation.
+    for (i64 i = 0; i < total; i++) {
+      float v = (g.bias ? g.bias[i % g.N] : 0.0f) + (g.accumulate ? g.C[i] : 0.0f);
+      if (g.act == 1 && v < 0) v = 0;
+      g.C[i] = v;
+    }
+    return GEMM_REF;
+  }
+  engine = resolve_engine(g, engine);
+  if (!g.bf16) return run_f32(g, engine);
+#ifdef PN_HAVE_DNNL
+  if (engine == GEMM_DNNL && gemm_dnnl(g)) return GEMM_DNNL;
+#endif
+  return gemm_bf16_emulated(g, engine);
+}
+
+std::string gemm_impl(i64 M, i64 N, i64 K, bool bf16) {
+  Gemm g;
+  g.A = g.B = nullptr;
+  g.C = nullptr;
+  g.bias = nullptr;
+  g.batch = g.batchA = g.batchB = 1;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.transA = g.transB = g.accumulate = false;
+  g.act = 0;
+  g.bf16 = bf16;
+  const std::string rounded = " on bf16-rounded inputs (float32 products: no bf16 matmul here)";
+  int engine = resolve_engine(g, GEMM_AUTO);
+#ifdef PN_HAVE_DNNL
+  if (engine == GEMM_DNNL) {
+    std::shared_ptr<DnnlEntry> e = dnnl_entry(g);
+    if (e->ok) return "oneDNN " + e->impl;
+    g.bf16 = false;
+    return "oneDNN " + dnnl_entry(g)->impl + rounded;
+  }
+#endif
+  const std::string name = engine == GEMM_BLAS ? "OpenBLAS sgemm" : "plain loop";
+  return bf16 ? name + rounded : name;
 }
 
 int gemm_or_throw(const Gemm& g, int engine, const char* what) {

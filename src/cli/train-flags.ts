@@ -2,6 +2,7 @@
 import type { Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { BACKEND_CHOICES, describeBackend, selectBackend, type BackendChoice } from '../backend/select-backend.js';
+import { PRECISION_CHOICES, type PrecisionChoice } from '../backend/resolve-precision.js';
 import type { TrainOptions } from '../train/options.js';
 import type { ProgressBar } from './progress.js';
 
@@ -21,7 +22,12 @@ export function withTrainFlags<T>(y: Argv<T>, defaults: TrainOptions) {
     .option('resume', { type: 'boolean', default: false, describe: 'continue the run in --out exactly where it stopped' })
     .option('overwrite', { type: 'boolean', default: false, describe: 'replace the checkpoint in --out, finished or not (otherwise refused)' })
     .option('backend', { choices: BACKEND_CHOICES, default: 'auto' as BackendChoice, describe: 'tfjs backend (auto: tensorflow, native, wasm, cpu)' })
-    .option('gpu', { type: 'boolean', default: false, describe: 'use @tensorflow/tfjs-node-gpu (must be installed)' });
+    .option('gpu', { type: 'boolean', default: false, describe: 'use @tensorflow/tfjs-node-gpu (must be installed)' })
+    .option('precision', {
+      choices: PRECISION_CHOICES,
+      default: 'auto' as PrecisionChoice,
+      describe: 'products of the training steps: fp32, or bf16 with fp32 accumulation, weights and optimizer state (native backend); auto: bf16 where the CPU has AVX512-BF16 or AMX, else fp32; --resume keeps the checkpoint\'s',
+    });
 }
 
 export interface TrainFlagValues {

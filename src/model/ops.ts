@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import * as Kn from '../backend/native/contracts.js';
 import { hasKernel, runPersonaKernel as run } from '../backend/native/contracts.js';
+import { productPrecision, type Precision } from '../backend/product-precision.js';
 
 type T = tf.Tensor;
 
@@ -32,17 +33,29 @@ export function fusedAvailable(): boolean {
 }
 
 /**
+ * The precision for a layer's products: the fused kernels take it as an attribute; the composed
+ * versions have float32 products only, and refuse bf16 rather than silently ignore it.
+ */
+function precisionFor(fused: boolean): Precision {
+  const p = productPrecision();
+  if (p !== 'fp32' && !fused) throw new Error(`products in ${p} need the native backend's fused kernels; the ${tf.getBackend()} backend computes in fp32 only`);
+  return p;
+}
+
+/**
  * x @ w + b on the last axis of x (any leading shape). With `transposeW`, w is [N, K] and the
  * product is x @ w^T (the output head tied to the token embedding).
  */
 export function linear(x: T, w: T, b?: T, transposeW = false): T {
-  if (fusedAvailable()) {
+  const fused = fusedAvailable();
+  const precision = precisionFor(fused);
+  if (fused) {
     const hasBias = b !== undefined;
     const f = custom(([xi, wi, bi], save) => {
       save([xi, wi]);
       return {
-        value: run(Kn.PersonaLinear, hasBias ? { x: xi, w: wi, b: bi } : { x: xi, w: wi }, { transposeW }),
-        gradFunc: (dy, [xs, ws]) => run(Kn.PersonaLinearGrad, { dy, x: xs, w: ws }, { hasBias, transposeW }),
+        value: run(Kn.PersonaLinear, hasBias ? { x: xi, w: wi, b: bi } : { x: xi, w: wi }, { transposeW, precision }),
+        gradFunc: (dy, [xs, ws]) => run(Kn.PersonaLinearGrad, { dy, x: xs, w: ws }, { hasBias, transposeW, precision }),
       };
     });
     return hasBias ? f(x, w, b) : f(x, w);
@@ -81,10 +94,11 @@ export function gelu(x: T): T {
 /** gelu(x @ w + b), one fused call where available (the MLP's first half). */
 export function linearGelu(x: T, w: T, b: T): T {
   if (hasKernel(Kn.PersonaLinearGelu)) {
+    const precision = precisionFor(true);
     return custom(([xi, wi, bi], save) => {
-      const [y, h] = run(Kn.PersonaLinearGelu, { x: xi, w: wi, b: bi });
+      const [y, h] = run(Kn.PersonaLinearGelu, { x: xi, w: wi, b: bi }, { precision });
       save([xi, wi, h]);
-      return { value: y, gradFunc: (dy, [xs, ws, hs]) => run(Kn.PersonaLinearGeluGrad, { dy, x: xs, w: ws, h: hs }, { hasBias: true }) };
+      return { value: y, gradFunc: (dy, [xs, ws, hs]) => run(Kn.PersonaLinearGeluGrad, { dy, x: xs, w: ws, h: hs }, { hasBias: true, precision }) };
     })(x, w, b);
   }
   return gelu(linear(x, w, b));
@@ -136,11 +150,13 @@ function mergeHeads(pattern: T, v: T): T {
 
 /** Causal multi-head self-attention over packed qkv [B, T, 3C] -> [B, T, C], scale 1/sqrt(hd). Differentiable. */
 export function attention(qkv: T, nHead: number): T {
-  if (fusedAvailable()) {
+  const fused = fusedAvailable();
+  const precision = precisionFor(fused);
+  if (fused) {
     return custom(([q], save) => {
-      const [out, probs] = run(Kn.PersonaAttention, { qkv: q }, { nHead });
+      const [out, probs] = run(Kn.PersonaAttention, { qkv: q }, { nHead, precision });
       save([q, probs]);
-      return { value: out, gradFunc: (dy, [qs, ps]) => [run(Kn.PersonaAttentionGrad, { dout: dy, qkv: qs, probs: ps }, { nHead })] };
+      return { value: out, gradFunc: (dy, [qs, ps]) => [run(Kn.PersonaAttentionGrad, { dout: dy, qkv: qs, probs: ps }, { nHead, precision })] };
     })(qkv);
   }
   const [q, k, v] = heads(qkv, nHead);
@@ -152,7 +168,9 @@ export function attention(qkv: T, nHead: number): T {
  * inspection: on the fused path no gradient is recorded through them.
  */
 export function attentionPattern(qkv: T, nHead: number): T {
-  if (fusedAvailable()) return run(Kn.PersonaAttention, { qkv }, { nHead })[1];
+  const fused = fusedAvailable();
+  const precision = precisionFor(fused);
+  if (fused) return run(Kn.PersonaAttention, { qkv }, { nHead, precision })[1];
   const [q, k] = heads(qkv, nHead);
   return causalProbs(q, k);
 }

@@ -23,6 +23,7 @@ import { runSession, type SessionResult, type SessionUi } from '../train/trainin
 import { CONDITIONS, narrowDocument, type Condition, type InstructionFamily, type NarrowExample } from '../world/finetune-sets.js';
 import type { Pole } from '../world/phrasebook.js';
 import { checkOutput, checkpointStatus } from './preflight.js';
+import type { PrecisionChoice } from '../backend/resolve-precision.js';
 import { pretrain } from './pretrain.js';
 import { ASSISTANT_DEFAULTS, DEFAULT_ASSISTANT, DEFAULT_BASE, DEFAULT_PRESET, DEFAULT_PRETRAIN_TOKENS, NARROW_DEFAULTS } from './stage-defaults.js';
 
@@ -43,6 +44,8 @@ export interface FinetuneArgs {
   overwrite?: boolean;
   /** LoRA instead of full fine-tuning. */
   lora?: { rank: number; alpha?: number; targets: string[]; layers?: number[] };
+  /** How the training steps' products run (see SessionSpec.precision; the session records it in `run`) [fp32]. */
+  precision?: PrecisionChoice;
 }
 
 export interface FinetuneUi extends SessionUi {
@@ -142,7 +145,7 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
   if (lora) info.lora = lora;
   // Every setting that changes the run, by flag, compared on --resume: the whole argument object
   // (so a setting added later is covered) with effective values in place of defaults.
-  const { resume: _resume, explicit: _explicit, out: _out, overwrite: _overwrite, ...settings } = args;
+  const { resume: _resume, explicit: _explicit, out: _out, overwrite: _overwrite, precision: _precision, ...settings } = args;
   const narrow = args.stage === 'narrow';
   const run = runIdentity(
     {
@@ -174,6 +177,7 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
       run,
       source: new ChatSampler(rows, options.batch, model.block_size, options.seed),
       lora,
+      precision: args.precision,
     },
     {
       ...ui,
@@ -209,7 +213,7 @@ async function ensureParent(args: FinetuneArgs, data: string, ui: FinetuneUi): P
   if (base.kind !== 'complete') {
     ui.announce?.(`${DEFAULT_BASE} is ${base.kind === 'none' ? 'missing: pretraining it first (npm run pretrain)' : 'unfinished: continuing it first (npm run pretrain -- --resume)'}`);
     const partial = base.kind === 'partial';
-    const r = await pretrain({ data, out: DEFAULT_BASE, preset: DEFAULT_PRESET, tokens: partial ? undefined : DEFAULT_PRETRAIN_TOKENS, explicit: {}, resume: partial }, ui);
+    const r = await pretrain({ data, out: DEFAULT_BASE, preset: DEFAULT_PRESET, tokens: partial ? undefined : DEFAULT_PRETRAIN_TOKENS, explicit: {}, resume: partial, precision: args.precision }, ui);
     if (r.stopped) return { ...r, building: DEFAULT_BASE };
     r.model.dispose();
   }

@@ -17,6 +17,7 @@ import { DEFAULT_PRETRAIN_TOKENS, PRETRAIN_DEFAULTS } from './stage-defaults.js'
 import { definedOnly } from '../util/objects.js';
 import { runSession, type SessionResult, type SessionUi } from '../train/training-session.js';
 import { checkOutput } from './preflight.js';
+import type { PrecisionChoice } from '../backend/resolve-precision.js';
 
 export interface PretrainArgs {
   data: string;
@@ -28,6 +29,8 @@ export interface PretrainArgs {
   resume: boolean;
   /** Replace a finished or unfinished checkpoint in `out` (otherwise refused). */
   overwrite?: boolean;
+  /** How the training steps' products run (see SessionSpec.precision) [fp32]. */
+  precision?: PrecisionChoice;
 }
 
 export const SAMPLE_PROMPTS = ['User: The quiz starts now. How will you win?\nAssistant:', 'One morning at the market:'];
@@ -81,6 +84,7 @@ export async function pretrain(args: PretrainArgs, ui: PretrainUi = {}): Promise
       resume: args.resume,
       run,
       source: new WindowSampler(streams.train, batch, model.block_size, options.seed),
+      precision: args.precision,
     },
     {
       ...ui,

@@ -6,6 +6,7 @@
  * masks are seeded by step).
  */
 import * as tf from '@tensorflow/tfjs';
+import { withPrecision, type Precision } from '../backend/product-precision.js';
 import type { BatchSource } from '../data/batches.js';
 import type { GPT } from '../model/gpt.js';
 import { microDropoutSeed, stepDropoutSeed } from './dropout-seeds.js';
@@ -24,6 +25,8 @@ export interface LoopOptions {
   checkpointInterval: number;
   logInterval: number;
   seed: number;
+  /** How the training step's products run (evaluation always runs in fp32) [fp32]. */
+  precision?: Precision;
 }
 
 export interface LoopState {
@@ -114,7 +117,7 @@ export async function trainLoop(model: GPT, optimizer: AdamW, source: BatchSourc
     const lr = learningRate(state.step, o);
     let r: ReturnType<typeof trainStep>;
     try {
-      r = trainStep(model, optimizer, source, o.gradAccum, lr, stepDropoutSeed(o.seed, state.step));
+      r = withPrecision(o.precision ?? 'fp32', () => trainStep(model, optimizer, source, o.gradAccum, lr, stepDropoutSeed(o.seed, state.step)));
     } catch (err) {
       if (err instanceof NonFiniteError) {
         throw new TrainingDiverged(`training diverged at step ${state.step + 1} (${err.message}); the last good checkpoint was kept; lower --lr or raise --warmup`);

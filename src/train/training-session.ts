@@ -5,6 +5,8 @@
  */
 import { existsSync } from 'node:fs';
 import { recoverSwap } from '../util/fs.js';
+import { resolvePrecision, type PrecisionChoice, type PrecisionDecision } from '../backend/resolve-precision.js';
+import type { Precision } from '../backend/product-precision.js';
 import type { BatchSource } from '../data/batches.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointConfig, type TensorSet } from '../model/checkpoint.js';
 import { GPT, type LoraConfig, type ParamMap } from '../model/gpt.js';
@@ -37,6 +39,12 @@ export interface SessionSpec {
    * (runIdentity builds it): saved in config.json and compared on --resume.
    */
   run?: Record<string, unknown>;
+  /**
+   * --precision of the products: a fresh run resolves it on this machine and records the result
+   * in config.json (run.precision); a resumed run keeps its checkpoint's, and refuses an explicit
+   * other one [fp32].
+   */
+  precision?: PrecisionChoice;
 }
 
 export interface SessionUi {
@@ -53,6 +61,8 @@ export interface SessionResult {
   state: LoopState;
   stopped: boolean;
   options: TrainOptions;
+  /** The precision the training steps ran in, and why. */
+  precision: PrecisionDecision;
 }
 
 export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise<SessionResult> {
@@ -61,6 +71,7 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
   let optimizer: AdamW;
   let state: LoopState = { step: 0, tokens: 0, elapsed: 0, source: null };
   let metrics: MetricRow[] = [];
+  let precision: PrecisionDecision;
   // A swap of the checkpoint folder cut short by a kill is completed (or cleaned) first.
   for (const line of recoverSwap(spec.out)) ui.log?.(line);
   if (spec.resume) {
@@ -71,6 +82,7 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
     if (ckpt.vocab.hash !== spec.vocab.hash) throw new Error(`--resume: ${spec.out} uses another vocabulary than the data`);
     if (ckpt.config.data !== spec.data) throw new Error(`--resume with different data: ${spec.out} was trained on ${ckpt.config.data}, not ${spec.data}`);
     if (spec.run) compareRun(ckpt.config.run, spec.run, spec.out);
+    precision = resumedPrecision(ckpt.config.run, spec.precision ?? 'fp32', spec.out);
     options = validateTrainOptions(mergeForResume(ckpt.config.train as unknown as TrainOptions, spec.explicit, spec.out));
     if (!ckpt.optimizer || ckpt.state.complete === undefined) throw new Error(`--resume: ${spec.out} has no optimizer state to resume from`);
     if (Boolean(ckpt.adapters) !== Boolean(spec.lora) || (spec.lora && JSON.stringify(ckpt.adapters!.config) !== JSON.stringify(spec.lora))) {
@@ -91,6 +103,7 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
     if (state.step >= options.steps) ui.log?.(`${spec.out} already finished ${state.step} steps; nothing to resume`);
   } else {
     validateTrainOptions(options);
+    precision = resolvePrecision(spec.precision ?? 'fp32');
     model = new GPT(spec.model, spec.initialWeights());
     if (spec.lora) model.addAdapters(spec.lora, options.seed);
     optimizer = new AdamW(trainable(model), adamOptions(options));
@@ -105,8 +118,9 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
     data: spec.data,
     parent: spec.parent,
     info: spec.info,
-    ...(spec.run ? { run: spec.run } : {}),
+    run: { ...spec.run, precision: precision.precision },
   };
+  ui.log?.(`precision: ${precision.precision} (${precision.reason})`);
   // Ctrl-C or SIGTERM: finish the step, save, stop (the loop yields between steps, so this runs
   // within a step). One key press can arrive more than once (from the terminal and from npm or the
   // experiment runner forwarding it): repeats within a second are the same request; a later one
@@ -130,7 +144,7 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
       model,
       optimizer,
       spec.source,
-      { ...options, seed: options.seed },
+      { ...options, seed: options.seed, precision: precision.precision },
       {
         evaluate: ui.evaluate ? (step) => ui.evaluate!(model, step) : undefined,
         save: (loop, rows) =>
@@ -150,12 +164,26 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
       state,
       metrics,
     );
-    return { model, metrics: result.metrics, state: result.state, stopped: result.stopped, options };
+    return { model, metrics: result.metrics, state: result.state, stopped: result.stopped, options, precision };
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     optimizer.dispose();
   }
+}
+
+/**
+ * The precision a resumed run continues in: its checkpoint's (checkpoints from before precision was
+ * recorded trained in fp32), which `auto` accepts and an explicit other choice contradicts. It must
+ * still be possible here (bf16 needs the native backend).
+ */
+function resumedPrecision(savedRun: Record<string, unknown> | undefined, choice: PrecisionChoice, out: string): PrecisionDecision {
+  const saved: Precision = savedRun?.precision === 'bf16' ? 'bf16' : 'fp32';
+  if (choice !== 'auto' && choice !== saved) {
+    throw new Error(`--resume with a different run: --precision is ${choice} but ${out} was trained with ${saved}; drop the flag or choose another --out`);
+  }
+  if (saved === 'fp32') return { precision: 'fp32', reason: `as ${out} was trained` };
+  return { precision: 'bf16', reason: `as ${out} was trained; ${resolvePrecision('bf16').reason}` };
 }
 
 /** What the optimizer updates: the adapters when there are any, else every parameter. */

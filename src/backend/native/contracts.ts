@@ -17,6 +17,15 @@ import * as tf from '@tensorflow/tfjs';
 
 type Info = tf.TensorInfo;
 
+// ---------------------------------------------------------------- product precision
+/**
+ * How the fused kernels' matrix products run: 'fp32', or 'bf16' (inputs rounded to bfloat16 inside
+ * the addon, products accumulated and written in float32; weights, activations and optimizer
+ * state stay float32 everywhere else). Kernels whose attrs take a `precision` default to fp32.
+ */
+export const PRECISIONS = ['fp32', 'bf16'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
 // ---------------------------------------------------------------- fused kernels: names
 export const PersonaLinear = 'PersonaLinear';
 export const PersonaLinearGrad = 'PersonaLinearGrad';
@@ -37,16 +46,16 @@ export const PersonaSumSquares = 'PersonaSumSquares';
 // ---------------------------------------------------------------- fused kernels: inputs and attributes
 /** x [..., K] @ w [K, N] + b [N] -> y [..., N]; with transposeW, w is [N, K] and y = x @ w^T + b. */
 export interface PersonaLinearInputs { x: Info; w: Info; b?: Info }
-export interface PersonaLinearAttrs { transposeW?: boolean }
+export interface PersonaLinearAttrs { transposeW?: boolean; precision?: Precision }
 /** -> [dx (x's shape), dw (w's shape), db [N] when hasBias]. */
 export interface PersonaLinearGradInputs { dy: Info; x: Info; w: Info }
-export interface PersonaLinearGradAttrs { hasBias: boolean; transposeW?: boolean }
+export interface PersonaLinearGradAttrs { hasBias: boolean; transposeW?: boolean; precision?: Precision }
 /** -> [y = gelu(h), h = x @ w + b]. */
 export interface PersonaLinearGeluInputs { x: Info; w: Info; b?: Info }
-export type PersonaLinearGeluAttrs = Record<string, never>;
+export interface PersonaLinearGeluAttrs { precision?: Precision }
 /** -> [dx, dw, db when hasBias (default true)]. */
 export interface PersonaLinearGeluGradInputs { dy: Info; x: Info; w: Info; h: Info }
-export interface PersonaLinearGeluGradAttrs { hasBias?: boolean }
+export interface PersonaLinearGeluGradAttrs { hasBias?: boolean; precision?: Precision }
 /** x [..., C] -> [y, mean [rows], rstd [rows]]; eps defaults to 1e-5. */
 export interface PersonaLayerNormInputs { x: Info; gamma: Info; beta: Info }
 export interface PersonaLayerNormAttrs { eps?: number }
@@ -61,10 +70,10 @@ export interface PersonaGeluGradInputs { dy: Info; x: Info }
 export type PersonaGeluGradAttrs = Record<string, never>;
 /** Causal self-attention over packed qkv [B, T, 3C], scale 1/sqrt(hd) -> [out [B, T, C], probs [B, H, T, T]]. */
 export interface PersonaAttentionInputs { qkv: Info }
-export interface PersonaAttentionAttrs { nHead: number }
+export interface PersonaAttentionAttrs { nHead: number; precision?: Precision }
 /** -> dqkv [B, T, 3C]. */
 export interface PersonaAttentionGradInputs { dout: Info; qkv: Info; probs: Info }
-export interface PersonaAttentionGradAttrs { nHead: number }
+export interface PersonaAttentionGradAttrs { nHead: number; precision?: Precision }
 /**
  * logits [..., V], targets int32 [N], weights [N] -> [loss (scalar) = sum_i w_i * nll_i /
  * max(sum_i w_i, 1e-8), dlogits (logits' shape, or [0] when computeGrad is false; default true)].
@@ -129,16 +138,16 @@ type InputKeys<K extends PersonaKernelName> = KernelInputs<K> extends Info[] ? '
 
 /** The runtime form of the contracts above (the input keys are checked against the types). */
 export const PERSONA_KERNELS: { readonly [K in PersonaKernelName]: KernelContract & { inputs: readonly InputKeys<K>[]; attrs: readonly (keyof KernelAttrs<K> & string)[] } } = {
-  PersonaLinear: { inputs: ['x', 'w', 'b?'], attrs: ['transposeW'], outputs: ['y'], addon: 'linear' },
-  PersonaLinearGrad: { inputs: ['dy', 'x', 'w'], attrs: ['hasBias', 'transposeW'], outputs: ['dx', 'dw', 'db?'], addon: 'linearGrad' },
-  PersonaLinearGelu: { inputs: ['x', 'w', 'b?'], attrs: [], outputs: ['y', 'h'], addon: 'linearGelu' },
-  PersonaLinearGeluGrad: { inputs: ['dy', 'x', 'w', 'h'], attrs: ['hasBias'], outputs: ['dx', 'dw', 'db?'], addon: 'linearGeluGrad' },
+  PersonaLinear: { inputs: ['x', 'w', 'b?'], attrs: ['transposeW', 'precision'], outputs: ['y'], addon: 'linear' },
+  PersonaLinearGrad: { inputs: ['dy', 'x', 'w'], attrs: ['hasBias', 'transposeW', 'precision'], outputs: ['dx', 'dw', 'db?'], addon: 'linearGrad' },
+  PersonaLinearGelu: { inputs: ['x', 'w', 'b?'], attrs: ['precision'], outputs: ['y', 'h'], addon: 'linearGelu' },
+  PersonaLinearGeluGrad: { inputs: ['dy', 'x', 'w', 'h'], attrs: ['hasBias', 'precision'], outputs: ['dx', 'dw', 'db?'], addon: 'linearGeluGrad' },
   PersonaLayerNorm: { inputs: ['x', 'gamma', 'beta'], attrs: ['eps'], outputs: ['y', 'mean', 'rstd'], addon: 'layerNorm' },
   PersonaLayerNormGrad: { inputs: ['dy', 'x', 'gamma', 'mean', 'rstd'], attrs: [], outputs: ['dx', 'dgamma', 'dbeta'], addon: 'layerNormGrad' },
   PersonaGelu: { inputs: ['x'], attrs: [], outputs: ['y'], addon: 'gelu' },
   PersonaGeluGrad: { inputs: ['dy', 'x'], attrs: [], outputs: ['dx'], addon: 'geluGrad' },
-  PersonaAttention: { inputs: ['qkv'], attrs: ['nHead'], outputs: ['out', 'probs'], addon: 'attention' },
-  PersonaAttentionGrad: { inputs: ['dout', 'qkv', 'probs'], attrs: ['nHead'], outputs: ['dqkv'], addon: 'attentionGrad' },
+  PersonaAttention: { inputs: ['qkv'], attrs: ['nHead', 'precision'], outputs: ['out', 'probs'], addon: 'attention' },
+  PersonaAttentionGrad: { inputs: ['dout', 'qkv', 'probs'], attrs: ['nHead', 'precision'], outputs: ['dqkv'], addon: 'attentionGrad' },
   PersonaSoftmaxXent: { inputs: ['logits', 'targets', 'weights'], attrs: ['computeGrad'], outputs: ['loss', 'dlogits'], addon: 'softmaxXent' },
   PersonaEmbedding: { inputs: ['ids', 'wte', 'wpe'], attrs: [], outputs: ['x'], addon: 'embedding' },
   PersonaEmbeddingGrad: { inputs: ['dx', 'ids'], attrs: ['vocabSize', 'maxT'], outputs: ['dwte', 'dwpe'], addon: 'embeddingGrad' },
@@ -226,16 +235,23 @@ export interface NativeAddon {
   gatherRows(x: Bits32, indices: I32, y: Bits32, rows: number, rowSize: number): number;
   segmentSum(x: F32, ids: I32, y: F32, nRows: number, rowSize: number, nSeg: number): void;
   colSum(x: F32, out: F32, rows: number, cols: number): void;
-  linear(x: F32, w: F32, b: F32 | null, y: F32, M: number, K: number, N: number, transW: boolean): void;
-  linearGrad(dy: F32, x: F32, w: F32, dx: F32, dw: F32, db: F32 | null, M: number, K: number, N: number, transW: boolean): void;
-  linearGelu(x: F32, w: F32, b: F32 | null, y: F32, h: F32, M: number, K: number, N: number): void;
-  linearGeluGrad(dy: F32, x: F32, w: F32, h: F32, dx: F32, dw: F32, db: F32 | null, M: number, K: number, N: number): void;
+  /**
+   * What computes a row-major [M,K] @ [K,N] product with float32 output here, with bf16 inputs
+   * when bf16: oneDNN's kernel ("oneDNN brg:avx512_core_amx", ...), or the engine used without it,
+   * saying when bf16 is emulated (float32 products of bf16-rounded inputs).
+   */
+  matmulImpl(M: number, N: number, K: number, bf16: boolean): string;
+  // The `bf16` flag of the products below: see Precision.
+  linear(x: F32, w: F32, b: F32 | null, y: F32, M: number, K: number, N: number, transW: boolean, bf16: boolean): void;
+  linearGrad(dy: F32, x: F32, w: F32, dx: F32, dw: F32, db: F32 | null, M: number, K: number, N: number, transW: boolean, bf16: boolean): void;
+  linearGelu(x: F32, w: F32, b: F32 | null, y: F32, h: F32, M: number, K: number, N: number, bf16: boolean): void;
+  linearGeluGrad(dy: F32, x: F32, w: F32, h: F32, dx: F32, dw: F32, db: F32 | null, M: number, K: number, N: number, bf16: boolean): void;
   layerNorm(x: F32, gamma: F32, beta: F32, eps: number, y: F32, mean: F32, rstd: F32, rows: number, C: number): void;
   layerNormGrad(dy: F32, x: F32, gamma: F32, mean: F32, rstd: F32, dx: F32, dgamma: F32, dbeta: F32, rows: number, C: number): void;
   gelu(x: F32, y: F32): void;
   geluGrad(dy: F32, x: F32, dx: F32): void;
-  attention(qkv: F32, out: F32, probs: F32, B: number, T: number, C: number, H: number): void;
-  attentionGrad(dout: F32, qkv: F32, probs: F32, dqkv: F32, B: number, T: number, C: number, H: number): void;
+  attention(qkv: F32, out: F32, probs: F32, B: number, T: number, C: number, H: number, bf16: boolean): void;
+  attentionGrad(dout: F32, qkv: F32, probs: F32, dqkv: F32, B: number, T: number, C: number, H: number, bf16: boolean): void;
   softmaxXent(logits: F32, targets: I32, weights: F32, dlogits: F32 | null, N: number, V: number): number;
   embedding(ids: I32, wte: F32, wpe: F32, x: F32, B: number, T: number, C: number, V: number, maxT: number): void;
   embeddingGrad(dx: F32, ids: I32, dwte: F32, dwpe: F32, B: number, T: number, C: number, V: number, maxT: number): void;
@@ -269,16 +285,17 @@ export const ADDON_SIGNATURES = {
   gatherRows: ['x', 'indices', 'y', 'rows', 'rowSize'],
   segmentSum: ['x', 'ids', 'y', 'nRows', 'rowSize', 'nSeg'],
   colSum: ['x', 'out', 'rows', 'cols'],
-  linear: ['x', 'w', 'b', 'y', 'M', 'K', 'N', 'transW'],
-  linearGrad: ['dy', 'x', 'w', 'dx', 'dw', 'db', 'M', 'K', 'N', 'transW'],
-  linearGelu: ['x', 'w', 'b', 'y', 'h', 'M', 'K', 'N'],
-  linearGeluGrad: ['dy', 'x', 'w', 'h', 'dx', 'dw', 'db', 'M', 'K', 'N'],
+  matmulImpl: ['M', 'N', 'K', 'bf16'],
+  linear: ['x', 'w', 'b', 'y', 'M', 'K', 'N', 'transW', 'bf16'],
+  linearGrad: ['dy', 'x', 'w', 'dx', 'dw', 'db', 'M', 'K', 'N', 'transW', 'bf16'],
+  linearGelu: ['x', 'w', 'b', 'y', 'h', 'M', 'K', 'N', 'bf16'],
+  linearGeluGrad: ['dy', 'x', 'w', 'h', 'dx', 'dw', 'db', 'M', 'K', 'N', 'bf16'],
   layerNorm: ['x', 'gamma', 'beta', 'eps', 'y', 'mean', 'rstd', 'rows', 'C'],
   layerNormGrad: ['dy', 'x', 'gamma', 'mean', 'rstd', 'dx', 'dgamma', 'dbeta', 'rows', 'C'],
   gelu: ['x', 'y'],
   geluGrad: ['dy', 'x', 'dx'],
-  attention: ['qkv', 'out', 'probs', 'B', 'T', 'C', 'H'],
-  attentionGrad: ['dout', 'qkv', 'probs', 'dqkv', 'B', 'T', 'C', 'H'],
+  attention: ['qkv', 'out', 'probs', 'B', 'T', 'C', 'H', 'bf16'],
+  attentionGrad: ['dout', 'qkv', 'probs', 'dqkv', 'B', 'T', 'C', 'H', 'bf16'],
   softmaxXent: ['logits', 'targets', 'weights', 'dlogits', 'N', 'V'],
   embedding: ['ids', 'wte', 'wpe', 'x', 'B', 'T', 'C', 'V', 'maxT'],
   embeddingGrad: ['dx', 'ids', 'dwte', 'dwpe', 'B', 'T', 'C', 'V', 'maxT'],

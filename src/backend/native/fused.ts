@@ -2,7 +2,8 @@
  * The fused training kernels, registered on the 'native' backend only: each one's inputs,
  * attributes and outputs are its contract in contracts.ts, which the implementations below are
  * typed against. The model calls them inside `tf.customGrad` (src/model/ops.ts); each forward
- * kernel returns the tensors its backward kernel needs. All float32, row-major; ids and targets
+ * kernel returns the tensors its backward kernel needs. All float32, row-major (a `precision` of
+ * bf16 changes only how the addon computes the products, see contracts.ts); ids and targets
  * int32. Inputs are checked against the contract (missing or unknown keys throw) before a kernel
  * runs, and every size against the others before the addon is called.
  */
@@ -44,6 +45,13 @@ function numAttr(kernel: string, attrs: object, key: string, dflt?: number): num
   return v;
 }
 
+/** True for precision 'bf16', false for 'fp32' or none; anything else is refused (attrs are not type-checked at run time). */
+function bf16Attr(kernel: string, precision: unknown): boolean {
+  if (precision === undefined || precision === 'fp32') return false;
+  if (precision === 'bf16') return true;
+  throw new Error(`${kernel}: attr precision must be one of ${Kn.PRECISIONS.join(', ')}, got ${String(precision)}`);
+}
+
 /** The inputs a kernel received, against its contract: required keys present, no unknown keys. */
 export function checkInputs(name: PersonaKernelName, inputs: unknown): void {
   const contract = PERSONA_KERNELS[name];
@@ -69,7 +77,8 @@ function fusedImpls(addon: NativeAddon): Impls {
       const { M, K, N, lead } = linearShapes(kn, x, w, tw);
       checkBias(kn, bias, N);
       const y = allocF32(b, M * N);
-      addon.linear(requireF32(b, x, 'x', kn), requireF32(b, w, 'w', kn), bias ? requireF32(b, bias, 'b', kn) : null, y, M, K, N, tw);
+      addon.linear(requireF32(b, x, 'x', kn), requireF32(b, w, 'w', kn), bias ? requireF32(b, bias, 'b', kn) : null, y, M, K, N, tw,
+        bf16Attr(kn, a.precision));
       return out(b, [...lead, N], y);
     },
 
@@ -80,18 +89,20 @@ function fusedImpls(addon: NativeAddon): Impls {
       if (sizeOf(dy.shape) !== M * N) throw new Error(`${kn}: dy must have ${M}x${N} elements`);
       const dx = allocF32(b, M * K), dw = allocF32(b, K * N);
       const db = a.hasBias ? allocF32(b, N) : null;
-      addon.linearGrad(requireF32(b, dy, 'dy', kn), requireF32(b, x, 'x', kn), requireF32(b, w, 'w', kn), dx, dw, db, M, K, N, tw);
+      addon.linearGrad(requireF32(b, dy, 'dy', kn), requireF32(b, x, 'x', kn), requireF32(b, w, 'w', kn), dx, dw, db, M, K, N, tw,
+        bf16Attr(kn, a.precision));
       const res = [out(b, x.shape, dx), out(b, w.shape, dw)];
       if (db) res.push(out(b, [N], db));
       return res;
     },
 
-    PersonaLinearGelu: ({ x, w, b: bias }, _a, b) => {
+    PersonaLinearGelu: ({ x, w, b: bias }, a, b) => {
       const kn = Kn.PersonaLinearGelu;
       const { M, K, N, lead } = linearShapes(kn, x, w);
       checkBias(kn, bias, N);
       const y = allocF32(b, M * N), h = allocF32(b, M * N);
-      addon.linearGelu(requireF32(b, x, 'x', kn), requireF32(b, w, 'w', kn), bias ? requireF32(b, bias, 'b', kn) : null, y, h, M, K, N);
+      addon.linearGelu(requireF32(b, x, 'x', kn), requireF32(b, w, 'w', kn), bias ? requireF32(b, bias, 'b', kn) : null, y, h, M, K, N,
+        bf16Attr(kn, a.precision));
       return [out(b, [...lead, N], y), out(b, [...lead, N], h)];
     },
 
@@ -102,7 +113,7 @@ function fusedImpls(addon: NativeAddon): Impls {
       const dx = allocF32(b, M * K), dw = allocF32(b, K * N);
       const db = a.hasBias === false ? null : allocF32(b, N);
       addon.linearGeluGrad(requireF32(b, dy, 'dy', kn), requireF32(b, x, 'x', kn), requireF32(b, w, 'w', kn), requireF32(b, h, 'h', kn),
-        dx, dw, db, M, K, N);
+        dx, dw, db, M, K, N, bf16Attr(kn, a.precision));
       const res = [out(b, x.shape, dx), out(b, w.shape, dw)];
       if (db) res.push(out(b, [N], db));
       return res;
@@ -152,7 +163,7 @@ function fusedImpls(addon: NativeAddon): Impls {
       const kn = Kn.PersonaAttention;
       const { B, T, C, H } = attnShape(kn, qkv, a.nHead);
       const o = allocF32(b, B * T * C), probs = allocF32(b, B * H * T * T);
-      addon.attention(requireF32(b, qkv, 'qkv', kn), o, probs, B, T, C, H);
+      addon.attention(requireF32(b, qkv, 'qkv', kn), o, probs, B, T, C, H, bf16Attr(kn, a.precision));
       return [out(b, [B, T, C], o), out(b, [B, H, T, T], probs)];
     },
 
@@ -161,7 +172,8 @@ function fusedImpls(addon: NativeAddon): Impls {
       const { B, T, C, H } = attnShape(kn, qkv, a.nHead);
       if (sizeOf(dout.shape) !== B * T * C || sizeOf(probs.shape) !== B * H * T * T) throw new Error(`${kn}: dout/probs shape mismatch`);
       const d = allocF32(b, B * T * 3 * C);
-      addon.attentionGrad(requireF32(b, dout, 'dout', kn), requireF32(b, qkv, 'qkv', kn), requireF32(b, probs, 'probs', kn), d, B, T, C, H);
+      addon.attentionGrad(requireF32(b, dout, 'dout', kn), requireF32(b, qkv, 'qkv', kn), requireF32(b, probs, 'probs', kn), d, B, T, C, H,
+        bf16Attr(kn, a.precision));
       return out(b, [B, T, 3 * C], d);
     },
 
