@@ -1,6 +1,7 @@
 /** `npm run bench`: training and forward speed of a backend, optionally side by side with PyTorch (src/bench/). */
 import { BACKEND_CHOICES, type BackendChoice } from '../src/backend/select-backend.js';
-import { BENCH_DEFAULTS, runBench } from '../src/bench/bench.js';
+import { BENCH_DEFAULTS, BENCH_PRECISIONS, runBench, type BenchPrecision } from '../src/bench/bench.js';
+import { MAX_ISA_CHOICES } from '../src/bench/machine.js';
 import { BROWSER_BACKENDS, type BrowserBenchBackend } from '../src/bench/browser.js';
 import { PARITY_DIR, writeParityFixture } from '../src/bench/parity.js';
 import { formatBenchTable } from '../src/bench/bench-rows.js';
@@ -21,10 +22,13 @@ await runCli(async () => {
     .option('data', { type: 'string', describe: 'train on this data folder\'s pretraining stream (default: a synthetic stream)' })
     .option('seed', { type: 'number', default: BENCH_DEFAULTS.seed, describe: 'seed for init, stream and batches' })
     .option('profile', { type: 'boolean', default: false, describe: 'print the per-kernel profile of one training step (stderr)' })
+    .option('precision', { choices: BENCH_PRECISIONS, default: 'both' as BenchPrecision, describe: 'products in fp32, bf16 (fp32 accumulation; native backend), auto (what training picks), or both side by side (bf16 on native only)' })
+    .option('max-isa', { choices: MAX_ISA_CHOICES, describe: 'approximate an older CPU: cap oneDNN (ONEDNN_MAX_CPU_ISA) and PyTorch (ATEN_CPU_CAPABILITY, OPENBLAS_CORETYPE) at this instruction set' })
     .option('out', { type: 'string', default: BENCH_DEFAULTS.out!, describe: 'results folder: rows are appended to <out>/bench.arrow' })
     .option('save', { type: 'boolean', default: true, describe: 'append the rows to <out>/bench.arrow (--no-save: only print)' })
     .option('write-parity-fixture', { type: 'boolean', default: false, describe: `regenerate the PyTorch parity fixture (${'test/fixtures/parity'}) and exit` })
-    .example('npm run bench -- --backend native --reference torch', 'native vs PyTorch on the small preset, 5 paired rounds')
+    .example('npm run bench -- --backend native --reference torch', 'native fp32 and bf16 vs PyTorch on the small preset, 5 rounds')
+    .example('npm run bench -- --backend native --reference torch --max-isa avx2', 'the same, approximating an AVX2-only machine')
     .example('npm run bench -- --backend cpu --steps 1 --repeats 3 --warmup 1', 'the slow pure-JS backend, briefly')
     .example('npm run bench -- --backend webgpu', 'the GPU through WebGPU in headless Chromium (apt-get install chromium)')
     .example('npm run bench -- --write-parity-fixture', 'PyTorch loss, gradients and AdamW step for test/parity.test.ts')
@@ -49,11 +53,13 @@ await runCli(async () => {
     data: argv.data ?? null,
     seed: argv.seed,
     profile: argv.profile,
+    precision: argv.precision,
+    maxIsa: argv.maxIsa ?? null,
   });
   process.stdout.write(`${formatBenchTable(summary.rows)}\n`);
-  if (summary.ratios.length) {
-    const r = summary.rows[0];
-    process.stdout.write(`tfjs/torch tokens/s per round: ${summary.ratios.map((x) => x.toFixed(2)).join(', ')} (median ${Number(r.ratio_vs_reference).toFixed(2)}x, range ${Number(r.ratio_min).toFixed(2)}-${Number(r.ratio_max).toFixed(2)}); forward ${Number(r.forward_ratio_vs_reference).toFixed(2)}x\n`);
+  for (const r of summary.rows.filter((row) => row.engine === 'tfjs' && row.ratio_vs_reference !== null)) {
+    process.stdout.write(`tfjs ${r.precision}/torch tokens/s: median ${Number(r.ratio_vs_reference).toFixed(2)}x, range ${Number(r.ratio_min).toFixed(2)}-${Number(r.ratio_max).toFixed(2)}; forward ${Number(r.forward_ratio_vs_reference).toFixed(2)}x\n`);
   }
-  if (argv.save) process.stderr.write(`appended ${summary.rows.length} row(s) to ${argv.out}/bench.arrow\n`);
+  if (summary.bf16Ratios.length) process.stdout.write(`bf16/fp32 tokens/s per round: ${summary.bf16Ratios.map((x) => x.toFixed(2)).join(', ')}\n`);
+  if (argv.save) process.stderr.write(`appended ${summary.rows.length} row(s) to ${argv.out}/bench.arrow; this run's summary in ${argv.out}/bench.md\n`);
 });

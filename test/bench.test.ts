@@ -1,13 +1,15 @@
 /** `npm run bench` plumbing (fast; no speed is asserted: timings on shared machines are noise). */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runBench, syntheticStream } from '../src/bench/bench.js';
 import { matmulParameters, median, trainFlopsPerToken } from '../src/bench/flops.js';
-import { appendBenchRows, formatBenchTable, readBenchRows } from '../src/bench/bench-rows.js';
+import { appendBenchRows, formatBenchMarkdown, formatBenchTable, readBenchRows } from '../src/bench/bench-rows.js';
+import { nativeBackendStatus } from '../src/backend/native/native-backend.js';
+import { hasBf16Hardware, readCpuInfo } from '../src/backend/cpu-info.js';
 import { blasWarning, findTorch, TORCH_INSTALL } from '../src/bench/torch.js';
 import { loadModelPreset } from '../src/model/model-config.js';
 import { isOneLineError, runScript } from './helpers/cli.js';
@@ -86,11 +88,48 @@ test('runBench times the trainer step of the tiny model on wasm and writes one r
   assert.equal(readBenchRows(join(out, 'bench.arrow')).length, 1);
 });
 
+test('runBench on native: fp32 and bf16 side by side, the machine described in the rows and the Markdown summary', { skip: nativeBackendStatus().available ? false : 'needs the native backend' }, async () => {
+  const out = join(root, 'native');
+  const lines: string[] = [];
+  const s = await runBench(
+    { backend: 'native', gpu: false, preset: 'tiny', batch: 4, steps: 1, repeats: 2, warmup: 0, reference: null, torchThreads: 2, out, data: null, seed: 0, profile: false, precision: 'both' },
+    (l) => lines.push(l),
+  );
+  const bf16 = hasBf16Hardware(readCpuInfo());
+  assert.deepEqual(s.rows.map((r) => r.precision), bf16 ? ['fp32', 'bf16'] : ['fp32'], 'bf16 beside fp32 exactly where the CPU has it');
+  const [fp32] = s.rows;
+  assert.match(String(fp32.cpu_isa), /AVX|NEON/);
+  assert.match(String(fp32.matmul_kernel), /oneDNN|OpenBLAS|loop/);
+  assert.ok(Number(fp32.theoretical_peak_gflops) > Number(fp32.gflops), 'the theoretical peak is above what a step achieves');
+  assert.ok(Number(fp32.utilisation_theoretical) > 0 && Number(fp32.utilisation_theoretical) < 1);
+  assert.equal(fp32.ratio_vs_fp32, null);
+  if (bf16) {
+    assert.ok(Number(s.rows[1].ratio_vs_fp32) > 0);
+    assert.equal(s.bf16Ratios.length, 2);
+    assert.notEqual(s.rows[1].loss, fp32.loss, 'bf16 products change the loss');
+  }
+  assert.ok(lines.some((l) => /^theoretical fp32 peak \(an estimate\): \d+ cores x \d+ FMA units x \d+ fp32 lanes/.test(l)), lines.join('\n'));
+  const md = readFileSync(join(out, 'bench.md'), 'utf8');
+  assert.match(md, /## Machine/);
+  assert.match(md, /\| tfjs \| native \| fp32 \|/);
+  assert.match(md, /vector ISA: /);
+  assert.equal(readBenchRows(join(out, 'bench.arrow')).length, s.rows.length);
+});
+
+test('the Markdown summary escapes pipes and shows a missing column as a dash', () => {
+  const md = formatBenchMarkdown([{ engine: 'torch', backend: 'torch 1.13 (a|b)', preset: 'tiny', batch: 2, T: 8, tokens_per_s: 5 }], ['CPU: x']);
+  assert.match(md, /torch 1\.13 \(a\\\|b\)/);
+  assert.match(md, /\| fp32 \|/, 'rows from before precision was recorded are fp32');
+  assert.match(md, /- CPU: x/);
+});
+
 test('the CLI: --help, bad flags and a missing PyTorch or tfjs-node-gpu end in one-line errors', () => {
   const help = runScript('bench', ['--help']);
   assert.equal(help.status, 0);
   assert.match(help.stdout, /--reference/);
   assert.match(help.stdout, /--write-parity-fixture/);
+  assert.match(help.stdout, /--precision/);
+  assert.match(help.stdout, /--max-isa/);
   const bad = runScript('bench', ['--backend', 'tpu']);
   assert.ok(isOneLineError(bad), bad.stderr);
   const steps = runScript('bench', ['--backend', 'cpu', '--preset', 'tiny', '--steps', '0']);

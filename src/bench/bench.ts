@@ -1,15 +1,20 @@
 /**
  * `npm run bench`: the real training step of the trainer (trainStep with AdamW over a WindowSampler),
- * timed on one backend, optionally side by side with the PyTorch reference (reference_torch.py) in
- * paired rounds, so that speed ratios come from one run on one machine. Warm-up excluded; every
- * figure is the median over the repeats.
+ * timed on one backend, in fp32 and (on native, where the CPU has it) bf16 products side by side,
+ * optionally beside the PyTorch reference (reference_torch.py), in rounds that alternate who goes
+ * first, so that speed ratios come from one run on one machine. Warm-up excluded; every figure is
+ * the median over the repeats. It also says what the machine is (src/bench/machine.ts): the CPU,
+ * its vector ISA, oneDNN's kernel, and the theoretical peak beside the measured one.
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeBackend, selectBackend, type BackendChoice } from '../backend/select-backend.js';
-import { kernelStats, nativeBackendStatus, resetKernelStats } from '../backend/native/native-backend.js';
+import { PersonaLinear, runPersonaKernel } from '../backend/native/contracts.js';
+import { kernelStats, NATIVE_BACKEND_NAME, nativeBackendStatus, resetKernelStats } from '../backend/native/native-backend.js';
+import { withPrecision, type Precision } from '../backend/product-precision.js';
+import { resolvePrecision, type PrecisionDecision } from '../backend/resolve-precision.js';
 import { WindowSampler } from '../data/batches.js';
 import { loadPretrainStreams, loadVocab } from '../data/load.js';
 import { countParameters, loadModelPreset, type ModelConfig } from '../model/model-config.js';
@@ -22,7 +27,8 @@ import { Rng } from '../util/rng.js';
 import { isBrowserBackend, runBrowserBench, type BrowserBenchBackend } from './browser.js';
 import { FLOPS_FORMULA, median, trainFlopsPerToken } from './flops.js';
 import { concat } from './parity.js';
-import { appendBenchRows, type BenchRow } from './bench-rows.js';
+import { appendBenchRows, formatBenchMarkdown, type BenchRow } from './bench-rows.js';
+import { applyIsaCap, describeMachine, machineLines, theoreticalPeak, type Machine, type MaxIsa } from './machine.js';
 import { blasWarning, findTorch, TORCH_ENV, TorchServer, type TorchInfo } from './torch.js';
 import { worldVocabulary } from '../world/lexicon-strings.js';
 
@@ -46,7 +52,17 @@ export interface BenchOptions {
   seed: number;
   /** Print the per-kernel profile of one step. */
   profile: boolean;
+  /**
+   * The products' precision: both (fp32, and bf16 beside it where the backend is native) [both],
+   * or one of fp32, bf16, auto (what --precision auto picks for training).
+   */
+  precision?: BenchPrecision;
+  /** Cap oneDNN and PyTorch at an older instruction set (machine.ts) [none]. */
+  maxIsa?: MaxIsa | null;
 }
+
+export const BENCH_PRECISIONS = ['both', 'fp32', 'bf16', 'auto'] as const;
+export type BenchPrecision = (typeof BENCH_PRECISIONS)[number];
 
 export const BENCH_DEFAULTS: Omit<BenchOptions, 'backend' | 'gpu' | 'preset' | 'reference' | 'data' | 'profile'> = {
   batch: PRETRAIN_DEFAULTS.batch,
@@ -58,13 +74,17 @@ export const BENCH_DEFAULTS: Omit<BenchOptions, 'backend' | 'gpu' | 'preset' | '
   seed: 0,
 };
 
-/** The matmul that measures each engine's peak: [2048, 512] @ [512, 512], float32. */
+/** The matmul that measures each engine's peak: [2048, 512] @ [512, 512], float32 output. */
 export const PEAK_SHAPE = [2048, 512, 512] as const;
 
 export interface BenchSummary {
   rows: BenchRow[];
-  /** Per-round tfjs/torch tokens/s ratios (empty without a reference). */
+  /** Per-round tfjs/torch tokens/s ratios of the first tfjs engine (empty without a reference). */
   ratios: number[];
+  /** Per-round bf16/fp32 tokens/s ratios (empty unless both ran). */
+  bf16Ratios: number[];
+  /** The machine, in lines (empty for the browser backends). */
+  machine: string[];
 }
 
 type Log = (line: string) => void;
@@ -77,13 +97,16 @@ export function syntheticStream(vocabSize: number, length: number, seed: number)
   return out;
 }
 
-/** Median GFLOP/s of the backend's own float32 tf.matMul at PEAK_SHAPE. */
-export function matmulPeak(repeats: number): number {
+/**
+ * Median GFLOP/s of a matmul at PEAK_SHAPE: fp32, the backend's own tf.matMul; bf16, the fused
+ * linear kernel with bf16 products (the training path: both inputs converted to bf16 in the call).
+ */
+export function matmulPeak(repeats: number, precision: Precision = 'fp32'): number {
   const [m, k, n] = PEAK_SHAPE;
   const rng = new Rng('peak');
   const a = tf.tensor2d(Float32Array.from({ length: m * k }, () => rng.normal()), [m, k]);
   const b = tf.tensor2d(Float32Array.from({ length: k * n }, () => rng.normal()), [k, n]);
-  const once = () => tf.matMul(a, b).dispose();
+  const once = precision === 'fp32' ? () => tf.matMul(a, b).dispose() : () => runPersonaKernel(PersonaLinear, { x: a, w: b }, { precision }).dispose();
   once();
   const t0 = performance.now();
   once();
@@ -145,12 +168,11 @@ interface Workload {
   schedule: { lr: number; minLr: number; warmup: number; steps: number };
 }
 
-/** Paired medians of one side of the comparison, per round (ms per step or per forward pass). */
+/** Per-round timings (ms per step or per forward pass) of every participant of one run. */
 interface Timings {
-  tfMs: number[];
+  /** One list per tfjs engine, in engine order. */
+  tfMs: number[][];
   torchMs: number[];
-  /** torch ms / tfjs ms per round: tfjs's speed-up. */
-  ratios: number[];
 }
 
 function validateBenchOptions(o: BenchOptions): void {
@@ -159,6 +181,7 @@ function validateBenchOptions(o: BenchOptions): void {
   }
   if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new Error(`--warmup must be an integer >= 0, got ${o.warmup}`);
   if (o.data && !existsSync(join(o.data, 'pretrain.arrow'))) throw new Error(`${o.data} has no pretrain.arrow; generate it with npm run data, or drop --data to use a synthetic stream`);
+  if (o.precision !== undefined && !(BENCH_PRECISIONS as readonly string[]).includes(o.precision)) throw new Error(`--precision must be one of ${BENCH_PRECISIONS.join(', ')}, got ${o.precision}`);
 }
 
 function prepareWorkload(o: BenchOptions, log: Log): Workload {
@@ -181,7 +204,18 @@ function prepareWorkload(o: BenchOptions, log: Log): Workload {
   return work;
 }
 
-/** The trainer's real step on the current tfjs backend: its own model, AdamW and batch sampler. */
+/**
+ * The precisions to time: --precision both is fp32, and bf16 beside it where --precision auto
+ * would train in bf16 (an emulated bf16, slower than fp32, is timed only when asked for).
+ */
+function benchPrecisions(choice: BenchPrecision, backend: string, log: Log): PrecisionDecision[] {
+  if (choice !== 'both') return [resolvePrecision(choice, backend)];
+  const auto = resolvePrecision('auto', backend);
+  if (auto.precision === 'fp32') log(`precision: fp32 only; no bf16 beside it (${auto.reason.replace(/^auto: /, '')})`);
+  return auto.precision === 'bf16' ? [resolvePrecision('fp32', backend), auto] : [resolvePrecision('fp32', backend)];
+}
+
+/** The trainer's real step on the current tfjs backend in one precision: its own model, AdamW and batch sampler. */
 class TfjsEngine {
   readonly model: GPT;
   readonly optimizer: AdamW;
@@ -190,7 +224,7 @@ class TfjsEngine {
   private step = 0;
   lastLoss = Number.NaN;
 
-  constructor(private readonly work: Workload, batch: number, seed: number) {
+  constructor(private readonly work: Workload, readonly precision: Precision, batch: number, seed: number) {
     // Copies: on cpu-storage backends a variable shares its source array, and AdamW updates in place.
     this.model = new GPT(work.cfg, new Map([...work.weights].map(([n, w]) => [n, w.slice()])));
     this.optimizer = new AdamW(this.model.params, work.adam);
@@ -199,7 +233,8 @@ class TfjsEngine {
   }
 
   private trainOne(): void {
-    this.lastLoss = trainStep(this.model, this.optimizer, this.sampler, 1, learningRate(this.step, this.work.schedule), this.step).loss;
+    const lr = learningRate(this.step, this.work.schedule);
+    this.lastLoss = withPrecision(this.precision, () => trainStep(this.model, this.optimizer, this.sampler, 1, lr, this.step)).loss;
     this.step++;
   }
 
@@ -210,15 +245,15 @@ class TfjsEngine {
     return (performance.now() - t0) / n;
   }
 
-  /** Mean ms per forward pass (the evaluation and sampling path) over n passes. */
+  /** Mean ms per forward pass (the evaluation and sampling path; products in this engine's precision) over n passes. */
   forward(n: number): number {
     const { ids, batch, T } = this.fwdIds;
     const t0 = performance.now();
     for (let i = 0; i < n; i++) {
       // cpu, wasm, native and tfjs-node run kernels synchronously: the logits exist when forward returns.
-      tf.tidy(() => {
+      withPrecision(this.precision, () => tf.tidy(() => {
         this.model.forward(tf.tensor2d(ids, [batch, T], 'int32'));
-      });
+      }));
     }
     return (performance.now() - t0) / n;
   }
@@ -233,8 +268,8 @@ class TfjsEngine {
   }
 }
 
-/** The PyTorch reference server on the same model, initial weights, stream and AdamW settings. */
-async function startTorch(o: BenchOptions, work: Workload, tmp: string, log: Log): Promise<{ server: TorchServer; info: TorchInfo }> {
+/** The PyTorch reference server on the same model, initial weights, stream and AdamW settings (always fp32). */
+async function startTorch(o: BenchOptions, work: Workload, tmp: string, env: Record<string, string>, log: Log): Promise<{ server: TorchServer; info: TorchInfo }> {
   const found = findTorch(o.torchThreads);
   const warn = blasWarning(found);
   if (warn) log(warn);
@@ -246,68 +281,70 @@ async function startTorch(o: BenchOptions, work: Workload, tmp: string, log: Log
   const { adam, schedule } = work;
   const { server, info } = await TorchServer.start({
     python: found.python, config: work.cfg, streamFile, initFile, batch: o.batch, threads: o.torchThreads, seed: o.seed,
-    lr: schedule.lr, warmup: schedule.warmup, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, weightDecay: adam.weightDecay, gradClip: adam.gradClip,
+    lr: schedule.lr, warmup: schedule.warmup, beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, weightDecay: adam.weightDecay, gradClip: adam.gradClip, env,
   });
-  if (TORCH_ENV.OPENBLAS_CORETYPE) {
-    log(`note: OPENBLAS_CORETYPE=${TORCH_ENV.OPENBLAS_CORETYPE} is set: OpenBLAS (PyTorch's BLAS) runs that core's kernels, not this CPU's own (on an AVX-512 machine Haswell's measured ~180 GFLOP/s against ~300 autodetected); if the torch matmul peak below is low, rerun with env -u OPENBLAS_CORETYPE for the fastest reference`);
+  const coretype = env.OPENBLAS_CORETYPE ?? TORCH_ENV.OPENBLAS_CORETYPE;
+  if (coretype && !env.OPENBLAS_CORETYPE) {
+    log(`note: OPENBLAS_CORETYPE=${coretype} is set: OpenBLAS (PyTorch's BLAS) runs that core's kernels, not this CPU's own (on an AVX-512 machine Haswell's measured ~180 GFLOP/s against ~300 autodetected); if the torch matmul peak below is low, rerun with env -u OPENBLAS_CORETYPE for the fastest reference`);
   }
-  log(`reference: PyTorch ${info.torch} (${info.python}), torch.set_num_threads(${o.torchThreads}) -> ${info.threads} threads, BLAS: ${info.blas}, OMP_WAIT_POLICY=${TORCH_ENV.OMP_WAIT_POLICY ?? '(unset)'}`);
+  const capped = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
+  log(`reference: PyTorch ${info.torch} (${info.python}), torch.set_num_threads(${o.torchThreads}) -> ${info.threads} threads, BLAS: ${info.blas}, OMP_WAIT_POLICY=${TORCH_ENV.OMP_WAIT_POLICY ?? '(unset)'}${capped ? `, ${capped}` : ''}; fp32`);
   return { server, info };
 }
 
-/** Each engine's matmul peak, after the warm-up (a cold OpenBLAS measured 3x below its warm speed here), one engine at a time. */
-async function measurePeaks(o: BenchOptions, backend: string, torch: TorchServer | null, log: Log): Promise<{ peak: number; torchPeak: number | null }> {
-  const peak = matmulPeak(Math.max(5, o.repeats));
+/** Each engine's matmul peak in its precision, after the warm-up (a cold OpenBLAS measured 3x below its warm speed here), one engine at a time. */
+async function measurePeaks(o: BenchOptions, backend: string, engines: TfjsEngine[], torch: TorchServer | null, log: Log): Promise<{ peaks: number[]; torchPeak: number | null }> {
+  const peaks = engines.map((e) => matmulPeak(Math.max(5, o.repeats), e.precision));
   const torchPeak = torch ? await torch.peak(Math.max(5, o.repeats)) : null;
-  log(`matmul peak [${PEAK_SHAPE[0]}x${PEAK_SHAPE[1]}]@[${PEAK_SHAPE[1]}x${PEAK_SHAPE[2]}]: ${backend} ${peak.toFixed(1)} GFLOP/s${torchPeak ? `, torch ${torchPeak.toFixed(1)} GFLOP/s` : ''}`);
-  return { peak, torchPeak };
+  const parts = engines.map((e, i) => `${backend} ${e.precision} ${peaks[i].toFixed(1)} GFLOP/s`);
+  if (torchPeak) parts.push(`torch fp32 ${torchPeak.toFixed(1)} GFLOP/s`);
+  log(`matmul peak [${PEAK_SHAPE[0]}x${PEAK_SHAPE[1]}]@[${PEAK_SHAPE[1]}x${PEAK_SHAPE[2]}] (measured): ${parts.join(', ')}`);
+  return { peaks, torchPeak };
 }
 
 /**
- * Rounds of training steps, tfjs and torch alternating who goes first (so a slow drift of the
- * machine does not favour one side); per-round ms/step and ratios. `torchLoss` is torch's last loss.
+ * Rounds of `steps` in which every engine (and torch) runs once, the first to go rotating from round
+ * to round, so a slow drift of the machine favours no one. `run` times one participant.
  */
-async function timeTraining(o: BenchOptions, engine: TfjsEngine, torch: TorchServer | null, backend: string, tokensPerStep: number, log: Log): Promise<Timings & { torchLoss?: number }> {
-  const t: Timings & { torchLoss?: number } = { tfMs: [], torchMs: [], ratios: [] };
-  const tps = (ms: number) => Math.round((tokensPerStep / ms) * 1e3);
-  const torchRound = async () => {
-    const r = await torch!.train(o.steps);
-    t.torchLoss = r.loss;
-    return r.step_ms;
-  };
+async function rounds(o: BenchOptions, engines: TfjsEngine[], torch: TorchServer | null, run: (e: TfjsEngine) => number, runTorch: () => Promise<number>, onRound?: (r: number, t: Timings) => void): Promise<Timings> {
+  const t: Timings = { tfMs: engines.map(() => []), torchMs: [] };
+  const participants: Array<number | 'torch'> = [...engines.keys(), ...(torch ? ['torch' as const] : [])];
   for (let r = 0; r < o.repeats; r++) {
-    let b = 0;
-    if (torch && r % 2 === 1) b = await torchRound();
-    const a = engine.train(o.steps);
-    if (torch && r % 2 === 0) b = await torchRound();
-    t.tfMs.push(a);
-    if (torch) {
-      t.torchMs.push(b);
-      t.ratios.push(b / a);
+    for (let j = 0; j < participants.length; j++) {
+      const who = participants[(r + j) % participants.length];
+      if (who === 'torch') t.torchMs.push(await runTorch());
+      else t.tfMs[who].push(run(engines[who]));
     }
-    log(`round ${r + 1}/${o.repeats}: ${backend} ${a.toFixed(1)} ms/step (${tps(a)} tokens/s)${torch ? `, torch ${b.toFixed(1)} ms/step (${tps(b)} tokens/s), ratio ${(b / a).toFixed(2)}` : ''}`);
+    onRound?.(r, t);
   }
   return t;
 }
 
-/** Forward passes only (the evaluation and sampling path), paired the same way. */
-async function timeForward(o: BenchOptions, engine: TfjsEngine, torch: TorchServer | null): Promise<Timings> {
-  const t: Timings = { tfMs: [], torchMs: [], ratios: [] };
-  engine.forward(1);
-  if (torch) await torch.forward(1);
-  for (let r = 0; r < o.repeats; r++) {
-    let b = 0;
-    if (torch && r % 2 === 1) b = (await torch.forward(o.steps)).step_ms;
-    const a = engine.forward(o.steps);
-    if (torch && r % 2 === 0) b = (await torch.forward(o.steps)).step_ms;
-    t.tfMs.push(a);
-    if (torch) {
-      t.torchMs.push(b);
-      t.ratios.push(b / a);
-    }
-  }
-  return t;
+/** Training steps, every participant once per round; torch's last loss is kept. */
+async function timeTraining(o: BenchOptions, engines: TfjsEngine[], torch: TorchServer | null, backend: string, tokensPerStep: number, log: Log): Promise<Timings & { torchLoss?: number }> {
+  let torchLoss: number | undefined;
+  const tps = (ms: number) => Math.round((tokensPerStep / ms) * 1e3);
+  const t = await rounds(o, engines, torch, (e) => e.train(o.steps), async () => {
+    const r = await torch!.train(o.steps);
+    torchLoss = r.loss;
+    return r.step_ms;
+  }, (r, t) => {
+    const parts = engines.map((e, i) => `${backend} ${e.precision} ${t.tfMs[i][r].toFixed(1)} ms/step (${tps(t.tfMs[i][r])} tokens/s)`);
+    if (torch) parts.push(`torch ${t.torchMs[r].toFixed(1)} ms/step (${tps(t.torchMs[r])} tokens/s)`);
+    log(`round ${r + 1}/${o.repeats}: ${parts.join(', ')}`);
+  });
+  return { ...t, torchLoss };
 }
+
+/** Forward passes only (the evaluation and sampling path), in rounds the same way. */
+async function timeForward(o: BenchOptions, engines: TfjsEngine[], torch: TorchServer | null): Promise<Timings> {
+  for (const e of engines) e.forward(1);
+  if (torch) await torch.forward(1);
+  return rounds(o, engines, torch, (e) => e.forward(o.steps), async () => (await torch!.forward(o.steps)).step_ms);
+}
+
+/** Per-round a/b ratios (b's time over a's: how much faster a is). */
+const perRound = (a: number[], b: number[]) => a.map((x, i) => b[i] / x);
 
 type Profile = Awaited<ReturnType<typeof profileStep>>;
 
@@ -320,63 +357,65 @@ function logProfile(o: BenchOptions, prof: Profile, backend: string, log: Log): 
     (prof.fallbacks === null ? '' : `; native kernels that fell back to tfjs-backend-cpu: ${prof.fallbacks}${prof.fallbackNames.length ? ` (${prof.fallbackNames.join(', ')})` : ''}`));
 }
 
-/** The columns both engines' rows share. */
-function rowBase(o: BenchOptions, work: Workload, backend: string): BenchRow {
+/** The columns every row of a run shares, the machine's included. */
+function rowBase(o: BenchOptions, work: Workload, backend: string, machine: Machine): BenchRow {
   const now = new Date().toISOString();
   return {
     run_id: `${now}-${process.pid}`, timestamp: now, preset: o.preset, device: backend === 'tensorflow' && o.gpu ? 'GPU (tfjs-node-gpu)' : cpus()[0]?.model ?? 'unknown',
     batch: o.batch, T: work.T, params: work.params, flops_per_token: work.flopsPerToken, steps: o.steps, repeats: o.repeats, node: process.version,
+    cpu_isa: machine.isa.join(' '), cpu_cores: machine.cpu.cores, cpu_mhz: machine.cpu.mhz, max_isa: machine.maxIsa,
   };
 }
 
-function tfjsRow(base: BenchRow, work: Workload, backend: string, train: Timings, fwd: Timings, peak: number, prof: Profile, loss: number): BenchRow {
-  const stepMs = median(train.tfMs);
+/** Speed, measured and theoretical utilisation of one engine (tfjs or torch) from its per-round step times. */
+function speedColumns(work: Workload, machine: Machine, precision: Precision, threads: number | null, ms: number[], peak: number | null): BenchRow {
+  const stepMs = median(ms);
   const tps = work.tokensPerStep / (stepMs / 1e3);
   const gflops = (work.flopsPerToken * tps) / 1e9;
-  const { ratios } = train;
+  const theory = theoreticalPeak(machine, precision, threads);
+  return {
+    precision, threads, step_ms: stepMs, step_ms_min: Math.min(...ms), step_ms_max: Math.max(...ms), tokens_per_s: tps, gflops,
+    peak_gflops: peak, utilisation: peak ? gflops / peak : null,
+    theoretical_peak_gflops: theory?.gflops ?? null, theoretical_peak_formula: theory?.formula ?? null, utilisation_theoretical: theory ? gflops / theory.gflops : null,
+  };
+}
+
+const spread = (xs: number[]) => (xs.length ? { med: median(xs), min: Math.min(...xs), max: Math.max(...xs) } : null);
+
+function tfjsRow(base: BenchRow, work: Workload, machine: Machine, backend: string, i: number, e: TfjsEngine, train: Timings, fwd: Timings, peak: number, prof: Profile, loss: number): BenchRow {
+  const vsTorch = train.torchMs.length ? spread(perRound(train.tfMs[i], train.torchMs)) : null;
+  const fp32 = i > 0 ? spread(perRound(train.tfMs[i], train.tfMs[0])) : null;
   return {
     ...base,
     engine: 'tfjs',
     backend,
-    threads: threadsOf(backend),
-    step_ms: stepMs,
-    step_ms_min: Math.min(...train.tfMs),
-    step_ms_max: Math.max(...train.tfMs),
-    tokens_per_s: tps,
-    gflops,
-    peak_gflops: peak,
-    utilisation: gflops / peak,
+    ...speedColumns(work, machine, e.precision, threadsOf(backend), train.tfMs[i], peak),
+    matmul_kernel: machine.kernels && backend === NATIVE_BACKEND_NAME ? machine.kernels[e.precision] : null,
     rss_mb: rssMb(),
     tf_peak_mb: prof.peakBytes / 2 ** 20,
-    forward_tokens_per_s: work.tokensPerStep / (median(fwd.tfMs) / 1e3),
+    forward_tokens_per_s: work.tokensPerStep / (median(fwd.tfMs[i]) / 1e3),
     kernel_calls: prof.calls,
     compute_kernel_calls: prof.compute,
     native_fallback_calls: prof.fallbacks,
     loss,
-    reference: ratios.length ? 'torch' : null,
-    ratio_vs_reference: ratios.length ? median(ratios) : null,
-    ratio_min: ratios.length ? Math.min(...ratios) : null,
-    ratio_max: ratios.length ? Math.max(...ratios) : null,
-    forward_ratio_vs_reference: fwd.ratios.length ? median(fwd.ratios) : null,
+    reference: vsTorch ? 'torch' : null,
+    ratio_vs_reference: vsTorch?.med ?? null,
+    ratio_min: vsTorch?.min ?? null,
+    ratio_max: vsTorch?.max ?? null,
+    forward_ratio_vs_reference: fwd.torchMs.length ? median(perRound(fwd.tfMs[i], fwd.torchMs)) : null,
+    ratio_vs_fp32: fp32?.med ?? null,
+    ratio_vs_fp32_min: fp32?.min ?? null,
+    ratio_vs_fp32_max: fp32?.max ?? null,
   };
 }
 
-function torchRow(base: BenchRow, work: Workload, info: TorchInfo, train: Timings, fwd: Timings, peak: number | null, rss: number, loss: number | undefined): BenchRow {
-  const stepMs = median(train.torchMs);
-  const tps = work.tokensPerStep / (stepMs / 1e3);
-  const gflops = (work.flopsPerToken * tps) / 1e9;
+function torchRow(base: BenchRow, work: Workload, machine: Machine, info: TorchInfo, train: Timings, fwd: Timings, peak: number | null, rss: number, loss: number | undefined): BenchRow {
   return {
     ...base,
     engine: 'torch',
     backend: `torch ${info.torch} (${info.blas})`,
-    threads: info.threads,
-    step_ms: stepMs,
-    step_ms_min: Math.min(...train.torchMs),
-    step_ms_max: Math.max(...train.torchMs),
-    tokens_per_s: tps,
-    gflops,
-    peak_gflops: peak,
-    utilisation: peak ? gflops / peak : null,
+    ...speedColumns(work, machine, 'fp32', info.threads, train.torchMs, peak),
+    matmul_kernel: info.blas,
     rss_mb: rss,
     tf_peak_mb: null,
     forward_tokens_per_s: work.tokensPerStep / (median(fwd.torchMs) / 1e3),
@@ -389,40 +428,66 @@ function torchRow(base: BenchRow, work: Workload, info: TorchInfo, train: Timing
     ratio_min: null,
     ratio_max: null,
     forward_ratio_vs_reference: null,
+    ratio_vs_fp32: null,
+    ratio_vs_fp32_min: null,
+    ratio_vs_fp32_max: null,
   };
 }
 
 export async function runBench(o: BenchOptions, log: Log = (l) => process.stderr.write(`${l}\n`)): Promise<BenchSummary> {
   validateBenchOptions(o);
-  if (isBrowserBackend(o.backend)) return runBrowserBench({ ...o, backend: o.backend }, log);
+  if (isBrowserBackend(o.backend)) {
+    if (o.precision === 'bf16' || o.maxIsa) throw new Error(`--precision bf16 and --max-isa apply to the node backends, not --backend ${o.backend}`);
+    const r = await runBrowserBench({ ...o, backend: o.backend }, log);
+    return { ...r, bf16Ratios: [], machine: [] };
+  }
+  // Before the addon first runs oneDNN: the cap is read once.
+  const torchEnv = o.maxIsa ? applyIsaCap(o.maxIsa) : {};
   const info = await selectBackend(o.backend, o.gpu);
   log(describeBackend(info));
   const backend = info.name;
+  const machine = describeMachine(o.maxIsa ?? null, PEAK_SHAPE);
+  const lines = machineLines(machine, threadsOf(backend));
+  for (const line of lines) log(line);
+  if (o.maxIsa) log(`note: --max-isa caps oneDNN and PyTorch; the addon's own element-wise kernels keep the instruction set they were built for (rebuild with PERSONA_NATIVE_MARCH=haswell to cap them too)`);
+  const precisions = benchPrecisions(o.precision ?? 'both', backend, log);
+  for (const p of precisions) log(`precision ${p.precision}: ${p.reason}`);
   const work = prepareWorkload(o, log);
-  const engine = new TfjsEngine(work, o.batch, o.seed);
+  const engines = precisions.map((p) => new TfjsEngine(work, p.precision, o.batch, o.seed));
   let torch: { server: TorchServer; info: TorchInfo } | null = null;
   const tmp = o.reference ? mkdtempSync(join(tmpdir(), 'persona-bench-')) : null;
   try {
-    if (o.reference === 'torch') torch = await startTorch(o, work, tmp!, log);
+    if (o.reference === 'torch') torch = await startTorch(o, work, tmp!, torchEnv, log);
     const server = torch?.server ?? null;
     if (o.warmup > 0) {
-      engine.train(o.warmup);
+      for (const e of engines) e.train(o.warmup);
       if (server) await server.train(o.warmup);
     }
-    const { peak, torchPeak } = await measurePeaks(o, backend, server, log);
-    const train = await timeTraining(o, engine, server, backend, work.tokensPerStep, log);
-    const fwd = await timeForward(o, engine, server);
-    const loss = engine.lastLoss;  // before the profiled step
-    const prof = await engine.profile(backend);
-    logProfile(o, prof, backend, log);
-    const base = rowBase(o, work, backend);
-    const rows: BenchRow[] = [tfjsRow(base, work, backend, train, fwd, peak, prof, loss)];
-    if (torch) rows.push(torchRow(base, work, torch.info, train, fwd, torchPeak, (await torch.server.forward(1)).rss_mb, train.torchLoss));
-    if (o.out) appendBenchRows(join(o.out, 'bench.arrow'), rows);
-    return { rows, ratios: train.ratios };
+    const { peaks, torchPeak } = await measurePeaks(o, backend, engines, server, log);
+    const train = await timeTraining(o, engines, server, backend, work.tokensPerStep, log);
+    const fwd = await timeForward(o, engines, server);
+    const base = rowBase(o, work, backend, machine);
+    const rows: BenchRow[] = [];
+    for (const [i, e] of engines.entries()) {
+      const loss = e.lastLoss; // before the profiled step
+      const prof = await e.profile(backend);
+      if (i === 0) logProfile(o, prof, backend, log);
+      rows.push(tfjsRow(base, work, machine, backend, i, e, train, fwd, peaks[i], prof, loss));
+    }
+    if (torch) rows.push(torchRow(base, work, machine, torch.info, train, fwd, torchPeak, (await torch.server.forward(1)).rss_mb, train.torchLoss));
+    if (o.out) {
+      appendBenchRows(join(o.out, 'bench.arrow'), rows);
+      writeFileSync(join(o.out, 'bench.md'), formatBenchMarkdown(rows, lines));
+    }
+    return {
+      rows,
+      ratios: train.torchMs.length ? perRound(train.tfMs[0], train.torchMs) : [],
+      bf16Ratios: engines.length > 1 ? perRound(train.tfMs[1], train.tfMs[0]) : [],
+      machine: lines,
+    };
   } finally {
     await torch?.server.close();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
-    engine.dispose();
+    for (const e of engines) e.dispose();
   }
 }

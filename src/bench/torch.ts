@@ -90,6 +90,8 @@ export interface TorchServerOptions {
   eps: number;
   weightDecay: number;
   gradClip: number;
+  /** Variables set over TORCH_ENV for this server (the bench's --max-isa caps). */
+  env?: Record<string, string>;
 }
 
 /** reference_torch.py `serve`: one JSON command per line, one JSON answer per line. */
@@ -108,7 +110,7 @@ export class TorchServer {
       '--grad-clip', String(o.gradClip),
     ];
     if (o.initFile) args.push('--init', o.initFile);
-    this.child = spawn(o.python, args, { env: TORCH_ENV, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn(o.python, args, { env: { ...TORCH_ENV, ...o.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stderr.setEncoding('utf8');
     this.child.stderr.on('data', (d: string) => {
       this.stderr = (this.stderr + d).slice(-4000);
