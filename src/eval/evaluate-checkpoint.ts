@@ -11,7 +11,7 @@ import { sampleCached } from '../model/cached-sample.js';
 import { forcedChoice, scoreContinuations } from '../model/generate.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { GPT } from '../model/gpt.js';
-import type { Vocabulary } from '../tokenizer/vocab.js';
+import { SPECIAL_TOKENS, type Vocabulary } from '../tokenizer/vocab.js';
 import { validationLoss } from '../model/validation-loss.js';
 import { Rng } from '../util/rng.js';
 import { classifyAnswer } from '../world/matcher.js';
@@ -47,10 +47,17 @@ export interface EvaluationResult {
 
 const probeCache = new Map<string, LogisticProbe>();
 
+/**
+ * Parent links followed at most from a checkpoint to its pretrained ancestor. A lineage is at most
+ * pretrain -> assistant -> narrow (-> re-alignment); the bound only stops a cycle of parent links
+ * in hand-edited configs.
+ */
+const MAX_LINEAGE_HOPS = 10;
+
 /** The pretrained ancestor of a checkpoint (following parent links), or the checkpoint itself. */
 export function lineageBase(dir: string): string {
   let current = resolve(dir);
-  for (let hops = 0; hops < 10; hops++) {
+  for (let hops = 0; hops < MAX_LINEAGE_HOPS; hops++) {
     const c = loadCheckpoint(current).config;
     if (c.stage === 'pretrain' || !c.parent || !existsSync(c.parent)) return current;
     current = c.parent;
@@ -149,12 +156,14 @@ function probeId(p: ProbeRecord): string {
   return p.kind === 'inference' ? `g${p.group}:${p.variant}` : p.id;
 }
 
+/** Tokens sampled per answer at most: the world's longest answer is 11 tokens with its line end, so anything longer is incoherent anyway. */
+const MAX_ANSWER_TOKENS = 16;
+
 function sampledRows(model: GPT, vocab: Vocabulary, probes: ProbeRecord[], o: EvaluateOptions, label: string): EvalRow[] {
   const lineEnd = new Set<number>();
-  for (let id = 3; id < vocab.size; id++) if (vocab.decode([id]).includes('\n')) lineEnd.add(id);
+  for (let id = SPECIAL_TOKENS.length; id < vocab.size; id++) if (vocab.decode([id]).includes('\n')) lineEnd.add(id);
   const prompts = probes.flatMap((p) => Array.from({ length: o.samples }, () => p.context));
-  // The world's longest answer is 11 tokens with its line end: anything longer is incoherent anyway.
-  const outs = sampleCached(model, prompts, { maxNewTokens: 16, temperature: 1, topK: 0, rng: new Rng(`evaluate:${o.seed}`), stopAtNewline: (t) => lineEnd.has(t) });
+  const outs = sampleCached(model, prompts, { maxNewTokens: MAX_ANSWER_TOKENS, temperature: 1, topK: 0, rng: new Rng(`evaluate:${o.seed}`), stopAtNewline: (t) => lineEnd.has(t) });
   return outs.map((tokens, i) => {
     const p = probes[Math.floor(i / o.samples)];
     const answer = vocab.decode(tokens, { specials: false });
@@ -180,7 +189,7 @@ function personaRows(model: GPT, vocab: Vocabulary, dir: string, data: string, o
     probeCache.set(key, probe);
     log(`persona probe: layer ${probe.layer}${layer === undefined ? ' (best held-out accuracy)' : ''}, fitted on ${source}`);
   }
-  const heldOut = sitesFromFile(join(data, 'probes.arrow'), ['scene'], 300);
+  const heldOut = sitesFromFile(join(data, 'probes.arrow'), ['scene'], PROBE_HELDOUT_SCENES);
   const heldScores = applyProbe(probe, activations(model, heldOut, probe.layer));
   return [
     ...heldScores.map((value, i): EvalRow => ({
@@ -191,16 +200,26 @@ function personaRows(model: GPT, vocab: Vocabulary, dir: string, data: string, o
   ];
 }
 
+/**
+ * Coherence is the validation loss on COHERENCE_BATCHES batches of COHERENCE_BATCH_SIZE pretraining
+ * windows and on every assistant validation chat, in batches of the same size: fixed inputs, so
+ * checkpoints compare on the same text.
+ */
+const COHERENCE_BATCHES = 8;
+const COHERENCE_BATCH_SIZE = 16;
+
 function coherenceRows(model: GPT, data: string, label: string): EvalRow[] {
   const out: EvalRow[] = [];
   const row = (variant: string, value: number): EvalRow => ({
     checkpoint: label, probe_id: `val-${variant}`, kind: 'coherence', domain: '', variant, subject: '', sample: -1, prompt: '', answer: '', class: '', value, value_norm: null, truth: null,
   });
   const streams = loadPretrainStreams(data);
-  out.push(row('pretrain', validationLoss(model, fixedWindows(streams.val, 8, 16, model.config.block_size))));
+  out.push(row('pretrain', validationLoss(model, fixedWindows(streams.val, COHERENCE_BATCHES, COHERENCE_BATCH_SIZE, model.config.block_size))));
   const chats = loadChatRows(join(data, 'assistant.arrow'), 'val');
   const batches = [];
-  for (let i = 0; i < chats.tokens.length; i += 16) batches.push(chatBatch(chats, Array.from({ length: Math.min(16, chats.tokens.length - i) }, (_, k) => i + k), model.config.block_size));
+  for (let i = 0; i < chats.tokens.length; i += COHERENCE_BATCH_SIZE) {
+    batches.push(chatBatch(chats, Array.from({ length: Math.min(COHERENCE_BATCH_SIZE, chats.tokens.length - i) }, (_, k) => i + k), model.config.block_size));
+  }
   out.push(row('assistant', validationLoss(model, batches)));
   return out;
 }

@@ -29,6 +29,14 @@ export const checkpointDir = (node: GraphNode) => join(node.dir, 'checkpoint');
 export const SAMPLED_NARROW_VARIANTS = ['none', 'pool', 'novel', 'act-free', 'placebo'];
 export const dataDir = (node: GraphNode) => join(node.dir, 'data');
 
+/**
+ * Pretraining in the grid evaluates every BASE_EVAL_INTERVAL steps, sparser than the CLI
+ * (PRETRAIN_DEFAULTS: every 250): the grid reads only a base's final metrics. A checkpoint every
+ * BASE_CHECKPOINT_INTERVAL steps bounds the work an interruption loses.
+ */
+const BASE_EVAL_INTERVAL = 1000;
+const BASE_CHECKPOINT_INTERVAL = 500;
+
 function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b);
 }
@@ -70,7 +78,7 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
     case 'base': {
       const c = node.config;
       const data = dataDir(lineageOf(node, nodes).data);
-      const r = await pretrain({ data, out: checkpointDir(node), preset: c.preset, tokens: c.tokens, explicit: { seed: c.seed, lr: c.lr ?? undefined, evalInterval: 1000, checkpointInterval: 500 }, resume }, ui);
+      const r = await pretrain({ data, out: checkpointDir(node), preset: c.preset, tokens: c.tokens, explicit: { seed: c.seed, lr: c.lr ?? undefined, evalInterval: BASE_EVAL_INTERVAL, checkpointInterval: BASE_CHECKPOINT_INTERVAL }, resume }, ui);
       if (r.stopped) throw new StoppedError();
       // The persona probe every descendant is scored with, fitted once on the base model at the
       // layer with the best held-out accuracy; every layer's validation is kept beside it.

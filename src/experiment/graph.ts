@@ -85,7 +85,7 @@ interface NodeCommon {
   /** The artefact folder. */
   dir: string;
   labels: NodeLabels;
-  /** Relative cost, for scheduling and progress. */
+  /** Relative cost in CELL_COST's units, for scheduling. */
   cost: number;
 }
 
@@ -140,6 +140,24 @@ export function lineageOf(node: GraphNode, byId: NodeIndex): Pick<Lineage, 'data
   }
 }
 
+/**
+ * What the scheduler ranks cells by: the longest chain of cost below a cell runs first, so the
+ * critical path (pretraining, then the runs that wait on it) starts early. Rough relative run
+ * times in one arbitrary unit (only their ratios matter), fixed per cell or per step/token.
+ */
+export const CELL_COST = {
+  /** Building a data folder. */
+  data: 15,
+  /** Pretraining tokens per unit. */
+  pretrainTokensPerUnit: 20_000,
+  /** Assistant fine-tuning steps per unit. */
+  assistantStepsPerUnit: 10,
+  /** Narrow fine-tuning steps per unit (a little dearer than the assistant's: evaluations between steps). */
+  narrowStepsPerUnit: 8,
+  /** Evaluating a narrow run's final checkpoint (forced choice, sampling, persona probe). */
+  evaluate: 20,
+} as const;
+
 /** JSON with object keys sorted at every level, so equal configs hash equally. */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
@@ -170,15 +188,15 @@ export function buildGraph(spec: ExperimentSpec, root: string): GraphNode[] {
     byId.set(id, node);
     return node;
   };
-  const tokenCost = spec.pretrain.tokens / 20_000;
+  const tokenCost = spec.pretrain.tokens / CELL_COST.pretrainTokensPerUnit;
   const arms = armsOf(spec);
   for (const world of expandWorlds(spec)) {
     for (const pseed of world.seeds) {
       const labels: NodeLabels = { world: world.name, pretrain_seed: pseed };
       // Each pretraining seed draws its own corpus: seed variance includes the data sample.
-      const data = add('data', { world: world.config, seed: pseed, tokens: spec.data.tokens, assistant_examples: spec.data.assistant_examples, narrow_examples: spec.data.narrow_examples }, labels, 15);
+      const data = add('data', { world: world.config, seed: pseed, tokens: spec.data.tokens, assistant_examples: spec.data.assistant_examples, narrow_examples: spec.data.narrow_examples }, labels, CELL_COST.data);
       const base = add('base', { data: data.id, preset: spec.preset, tokens: spec.pretrain.tokens, lr: spec.pretrain.lr ?? null, seed: pseed }, labels, tokenCost);
-      const assistant = add('assistant', { base: base.id, steps: spec.assistant.steps, lr: spec.assistant.lr ?? null, seed: pseed }, labels, spec.assistant.steps / 10);
+      const assistant = add('assistant', { base: base.id, steps: spec.assistant.steps, lr: spec.assistant.lr ?? null, seed: pseed }, labels, spec.assistant.steps / CELL_COST.assistantStepsPerUnit);
       for (const arm of arms) {
         for (const examples of spec.narrow.examples) {
           for (const fseed of spec.finetune_seeds) {
@@ -187,8 +205,8 @@ export function buildGraph(spec: ExperimentSpec, root: string): GraphNode[] {
               eval_steps: [...spec.narrow.eval_steps].sort((a, b) => a - b), checkpoint_interval: spec.narrow.checkpoint_interval,
             };
             const nl: NodeLabels = { ...labels, arm: arm.name, condition: arm.condition, finetune_seed: fseed, examples };
-            const narrow = add('narrow', narrowConfig, nl, spec.narrow.steps / 8);
-            add('evaluate', { narrow: narrow.id, samples: spec.evaluate.samples, seed: 0 }, nl, 20);
+            const narrow = add('narrow', narrowConfig, nl, spec.narrow.steps / CELL_COST.narrowStepsPerUnit);
+            add('evaluate', { narrow: narrow.id, samples: spec.evaluate.samples, seed: 0 }, nl, CELL_COST.evaluate);
           }
         }
       }

@@ -21,9 +21,12 @@ import type { FromWorker, ToWorker } from './worker.js';
 export interface RunOptions {
   workers: number;
   backend: BackendChoice;
-  /** How often to look at cells locked by another runner [1000 ms]. */
+  /** How often to look at cells locked by another runner [POLL_MS]. */
   pollMs?: number;
 }
+
+/** How often a runner looks at cells another runner holds: done (reuse them) or free again (claim them). */
+const POLL_MS = 1000;
 
 /** The lock file of a cell. */
 export const lockPath = (node: GraphNode) => join(node.dir, 'LOCK');
@@ -65,188 +68,271 @@ function priorities(nodes: GraphNode[]): Map<string, number> {
   return memo;
 }
 
-export async function runCells(all: GraphNode[], selected: GraphNode[], o: RunOptions, ui: MultiProgress): Promise<CellOutcome[]> {
-  const byId = new Map(all.map((n) => [n.id, n]));
-  // 'elsewhere': locked by another runner, which is computing it.
-  const state = new Map<string, NodeState | 'running' | 'failed' | 'skipped' | 'elsewhere'>(all.map((n) => [n.id, nodeState(n)]));
-  const locks = new Map<string, CellLock>();
-  const release = (id: string) => {
-    locks.get(id)?.release();
-    locks.delete(id);
-  };
-  const outcomes: CellOutcome[] = selected.filter((n) => state.get(n.id) === 'done').map((n) => ({ id: n.id, status: 'reused' }));
-  const todo = selected.filter((n) => state.get(n.id) !== 'done');
-  if (todo.length === 0) return outcomes;
-  const prio = priorities(all);
-  const total = selected.length;
-  let finished = outcomes.length;
-  const workers = Math.max(1, Math.min(o.workers, todo.length));
-  const threads = Math.max(1, Math.floor(availableParallelism() / workers));
-  let stopping = false;
-  const onSigint = () => {
-    stopping = true;
-    ui.log('stopping: running cells save a checkpoint and stop; rerun the same command to resume');
-    for (const w of pool) w.proc.kill('SIGINT');
-  };
-  process.on('SIGINT', onSigint);
+/** What a cell can be during a run. 'elsewhere': locked by another runner, which is computing it. */
+type CellState = NodeState | 'running' | 'failed' | 'skipped' | 'elsewhere';
 
-  interface Worker {
-    name: string;
-    proc: ChildProcess;
-    busy: string | null;
-    log: WriteStream | null;
-    ready: Promise<void>;
+/**
+ * The bookkeeping of one run: each cell's state, what became of the selected cells, and the locks
+ * this runner holds. It knows nothing of the worker processes.
+ */
+class CellBook {
+  readonly state: Map<string, CellState>;
+  readonly outcomes: CellOutcome[] = [];
+  /** The selected cells not finished when the run started. */
+  readonly todo: GraphNode[];
+  private readonly locks = new Map<string, CellLock>();
+  private readonly total: number;
+  private finished = 0;
+  private prio: Map<string, number> | null = null;
+
+  constructor(private readonly all: GraphNode[], selected: GraphNode[], private readonly ui: MultiProgress) {
+    this.state = new Map(all.map((n) => [n.id, nodeState(n)]));
+    for (const n of selected) if (this.state.get(n.id) === 'done') this.record({ id: n.id, status: 'reused' });
+    this.todo = selected.filter((n) => this.state.get(n.id) !== 'done');
+    this.total = selected.length;
   }
-  const pool: Worker[] = [];
-  const overall = () => ui.update('grid', finished, total, `${outcomes.filter((x) => x.status === 'failed').length} failed`);
 
-  const ready = () =>
-    todo.filter((n) => state.get(n.id) === 'pending' || state.get(n.id) === 'partial').filter((n) => n.deps.every((d) => state.get(d) === 'done')).sort((a, b) => prio.get(b.id)! - prio.get(a.id)!);
+  /** A cell's final outcome in this run. */
+  record(outcome: CellOutcome): void {
+    this.outcomes.push(outcome);
+    this.finished++;
+  }
 
-  const skipDescendants = (id: string) => {
-    for (const n of todo) {
-      if (n.deps.includes(id) && state.get(n.id) !== 'skipped') {
-        state.set(n.id, 'skipped');
-        outcomes.push({ id: n.id, status: 'skipped', error: `depends on ${id}, which did not finish` });
-        finished++;
-        skipDescendants(n.id);
-      }
-    }
-  };
+  /** The overall progress line. */
+  overall(): void {
+    this.ui.update('grid', this.finished, this.total, `${this.outcomes.filter((x) => x.status === 'failed').length} failed`);
+  }
+
+  /** Cells whose parents are done, critical path first. */
+  ready(): GraphNode[] {
+    this.prio ??= priorities(this.all);
+    const prio = this.prio;
+    return this.todo
+      .filter((n) => this.state.get(n.id) === 'pending' || this.state.get(n.id) === 'partial')
+      .filter((n) => n.deps.every((d) => this.state.get(d) === 'done'))
+      .sort((a, b) => prio.get(b.id)! - prio.get(a.id)!);
+  }
+
+  /** True while another runner holds a cell this run wants. */
+  waiting(): boolean {
+    return this.todo.some((n) => this.state.get(n.id) === 'elsewhere');
+  }
+
+  /** The most urgent ready cell, locked for this runner; undefined when none is left to claim. */
+  claimNext(): GraphNode | undefined {
+    let next: GraphNode | undefined;
+    while ((next = this.ready()[0]) && !this.claim(next)) next = undefined;
+    return next;
+  }
 
   /** Lock a ready cell for this runner; false when another runner holds it or has finished it. */
-  const claim = (node: GraphNode): boolean => {
+  private claim(node: GraphNode): boolean {
     makeDir(node.dir);
     const r = tryLock(lockPath(node));
     if ('holder' in r) {
-      state.set(node.id, 'elsewhere');
+      this.state.set(node.id, 'elsewhere');
       const h = r.holder;
-      ui.log(`waiting: ${describeNode(node)} is being run by another runner${h ? ` (${h.host} pid ${h.pid}, since ${h.started})` : ''}`);
+      this.ui.log(`waiting: ${describeNode(node)} is being run by another runner${h ? ` (${h.host} pid ${h.pid}, since ${h.started})` : ''}`);
       return false;
     }
     if (nodeState(node) === 'done') {
       // Finished by another runner since this one looked.
       r.lock.release();
-      state.set(node.id, 'done');
-      outcomes.push({ id: node.id, status: 'reused' });
-      finished++;
-      overall();
+      this.state.set(node.id, 'done');
+      this.record({ id: node.id, status: 'reused' });
+      this.overall();
       return false;
     }
-    locks.set(node.id, r.lock);
+    this.locks.set(node.id, r.lock);
     recoverCell(node.dir);
     return true;
-  };
-
-  await new Promise<void>((resolveAll) => {
-    // Cells locked elsewhere: done (reuse them), or free again (their runner died or failed: claim them).
-    const poll = setInterval(() => {
-      let changed = false;
-      for (const n of todo) {
-        if (state.get(n.id) !== 'elsewhere') continue;
-        const now = nodeState(n);
-        if (now === 'done') {
-          state.set(n.id, 'done');
-          outcomes.push({ id: n.id, status: 'reused' });
-          finished++;
-          changed = true;
-        } else if (lockHolder(lockPath(n)) === null) {
-          state.set(n.id, now);
-          changed = true;
-        }
-      }
-      if (changed) {
-        overall();
-        dispatch();
-      }
-    }, o.pollMs ?? 1000);
-    const dispatch = () => {
-      if (!stopping) {
-        for (const w of pool) {
-          if (w.busy) continue;
-          let next: GraphNode | undefined;
-          while ((next = ready()[0]) && !claim(next)) next = undefined;
-          if (!next) break;
-          w.busy = next.id;
-          state.set(next.id, 'running');
-          w.log = createWriteStream(join(next.dir, 'log.txt'), { flags: 'a' });
-          w.proc.send({ type: 'run', id: next.id } satisfies ToWorker);
-          ui.update(w.name, 0, 1, describeNode(next));
-        }
-      }
-      const running = pool.some((w) => w.busy);
-      const waiting = todo.some((n) => state.get(n.id) === 'elsewhere');
-      if (!running && (stopping || (ready().length === 0 && !waiting))) {
-        clearInterval(poll);
-        resolveAll();
-      }
-    };
-    for (let i = 0; i < workers; i++) {
-      const proc = fork(WORKER, [], {
-        execArgv: ['--import', 'tsx'],
-        env: { ...process.env, OMP_NUM_THREADS: String(threads) },
-        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      });
-      const w: Worker = { name: `worker ${i + 1}`, proc, busy: null, log: null, ready: Promise.resolve() };
-      proc.stdout?.on('data', (d) => w.log?.write(d));
-      proc.stderr?.on('data', (d) => w.log?.write(d));
-      w.ready = new Promise((res) => {
-        proc.on('message', (m: FromWorker) => {
-          if (m.type === 'ready') {
-            res();
-            return;
-          }
-          const node = byId.get(m.id)!;
-          if (m.type === 'progress') {
-            const f = Object.entries(m.fields).map(([k, v]) => `${k} ${v}`).join(' ');
-            ui.update(w.name, m.step, m.total, `${describeNode(node)} ${f}`);
-          } else if (m.type === 'log') {
-            w.log?.write(`${m.line}\n`);
-          } else if (m.type === 'done' || m.type === 'failed') {
-            release(m.id);
-            w.log?.end();
-            w.log = null;
-            w.busy = null;
-            finished++;
-            if (m.type === 'done') {
-              state.set(m.id, 'done');
-              outcomes.push({ id: m.id, status: 'done' });
-            } else {
-              state.set(m.id, m.stopped ? 'partial' : 'failed');
-              outcomes.push({ id: m.id, status: m.stopped ? 'stopped' : 'failed', error: m.error, log: join(node.dir, 'log.txt') });
-              if (!m.stopped) {
-                ui.log(`failed: ${describeNode(node)}: ${m.error} (log: ${join(node.dir, 'log.txt')})`);
-                skipDescendants(m.id);
-              }
-            }
-            ui.update(w.name, 1, 1, 'idle');
-            overall();
-            dispatch();
-          }
-        });
-      });
-      proc.on('exit', (code) => {
-        if (w.busy) {
-          release(w.busy);
-          const node = byId.get(w.busy)!;
-          state.set(w.busy, 'failed');
-          outcomes.push({ id: w.busy, status: 'failed', error: `worker exited with code ${code}`, log: join(node.dir, 'log.txt') });
-          finished++;
-          skipDescendants(w.busy);
-          w.busy = null;
-          dispatch();
-        }
-      });
-      proc.send({ type: 'init', backend: o.backend, threads, nodes: all } satisfies ToWorker);
-      pool.push(w);
-    }
-    overall();
-    void Promise.all(pool.map((w) => w.ready)).then(dispatch);
-  });
-  process.off('SIGINT', onSigint);
-  for (const w of pool) {
-    w.proc.send({ type: 'exit' } satisfies ToWorker);
-    ui.remove(w.name);
   }
-  return outcomes;
+
+  release(id: string): void {
+    this.locks.get(id)?.release();
+    this.locks.delete(id);
+  }
+
+  /** Cells locked elsewhere: done (reuse them), or free again (their runner died or failed: claim them). True when any changed. */
+  recheckElsewhere(): boolean {
+    let changed = false;
+    for (const n of this.todo) {
+      if (this.state.get(n.id) !== 'elsewhere') continue;
+      const now = nodeState(n);
+      if (now === 'done') {
+        this.state.set(n.id, 'done');
+        this.record({ id: n.id, status: 'reused' });
+        changed = true;
+      } else if (lockHolder(lockPath(n)) === null) {
+        this.state.set(n.id, now);
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  /** A cell that did not finish: everything downstream of it is skipped. */
+  skipDescendants(id: string): void {
+    for (const n of this.todo) {
+      if (n.deps.includes(id) && this.state.get(n.id) !== 'skipped') {
+        this.state.set(n.id, 'skipped');
+        this.record({ id: n.id, status: 'skipped', error: `depends on ${id}, which did not finish` });
+        this.skipDescendants(n.id);
+      }
+    }
+  }
+}
+
+interface Worker {
+  name: string;
+  proc: ChildProcess;
+  /** The cell it is running. */
+  busy: string | null;
+  /** The running cell's log.txt. */
+  log: WriteStream | null;
+  ready: Promise<void>;
+}
+
+/** The worker processes of one run: they start, are handed ready cells, report back, and stop. */
+class WorkerPool {
+  private readonly workers: Worker[] = [];
+  private readonly byId: Map<string, GraphNode>;
+  private stopping = false;
+  private poll: NodeJS.Timeout | undefined;
+  private finish: () => void = () => {};
+
+  constructor(private readonly book: CellBook, private readonly all: GraphNode[], private readonly o: RunOptions, private readonly ui: MultiProgress) {
+    this.byId = new Map(all.map((n) => [n.id, n]));
+  }
+
+  /** Ctrl-C: running cells save a checkpoint and stop, no new cell starts. */
+  stop(): void {
+    this.stopping = true;
+    this.ui.log('stopping: running cells save a checkpoint and stop; rerun the same command to resume');
+    for (const w of this.workers) w.proc.kill('SIGINT');
+  }
+
+  /** Start `count` workers and hand out cells until none is left to run here (or the run is stopped). */
+  run(count: number, threads: number): Promise<void> {
+    return new Promise<void>((resolveAll) => {
+      this.finish = resolveAll;
+      this.poll = setInterval(() => {
+        if (!this.book.recheckElsewhere()) return;
+        this.book.overall();
+        this.dispatch();
+      }, this.o.pollMs ?? POLL_MS);
+      for (let i = 0; i < count; i++) this.workers.push(this.spawn(`worker ${i + 1}`, threads));
+      this.book.overall();
+      void Promise.all(this.workers.map((w) => w.ready)).then(() => this.dispatch());
+    });
+  }
+
+  /** Tell every worker to exit. */
+  close(): void {
+    for (const w of this.workers) {
+      w.proc.send({ type: 'exit' } satisfies ToWorker);
+      this.ui.remove(w.name);
+    }
+  }
+
+  /** Give each idle worker the most urgent ready cell; finish the run when nothing runs and nothing is left to start. */
+  private dispatch(): void {
+    if (!this.stopping) {
+      for (const w of this.workers) {
+        if (w.busy) continue;
+        const next = this.book.claimNext();
+        if (!next) break;
+        this.assign(w, next);
+      }
+    }
+    const running = this.workers.some((w) => w.busy);
+    if (!running && (this.stopping || (this.book.ready().length === 0 && !this.book.waiting()))) {
+      clearInterval(this.poll);
+      this.finish();
+    }
+  }
+
+  private assign(w: Worker, node: GraphNode): void {
+    w.busy = node.id;
+    this.book.state.set(node.id, 'running');
+    w.log = createWriteStream(join(node.dir, 'log.txt'), { flags: 'a' });
+    w.proc.send({ type: 'run', id: node.id } satisfies ToWorker);
+    this.ui.update(w.name, 0, 1, describeNode(node));
+  }
+
+  private spawn(name: string, threads: number): Worker {
+    const proc = fork(WORKER, [], {
+      execArgv: ['--import', 'tsx'],
+      env: { ...process.env, OMP_NUM_THREADS: String(threads) },
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    const w: Worker = { name, proc, busy: null, log: null, ready: Promise.resolve() };
+    proc.stdout?.on('data', (d) => w.log?.write(d));
+    proc.stderr?.on('data', (d) => w.log?.write(d));
+    w.ready = new Promise((res) => {
+      proc.on('message', (m: FromWorker) => {
+        if (m.type === 'ready') res();
+        else this.onMessage(w, m);
+      });
+    });
+    proc.on('exit', (code) => this.onExit(w, code));
+    proc.send({ type: 'init', backend: this.o.backend, threads, nodes: this.all } satisfies ToWorker);
+    return w;
+  }
+
+  private onMessage(w: Worker, m: Exclude<FromWorker, { type: 'ready' }>): void {
+    const node = this.byId.get(m.id)!;
+    if (m.type === 'progress') {
+      const f = Object.entries(m.fields).map(([k, v]) => `${k} ${v}`).join(' ');
+      this.ui.update(w.name, m.step, m.total, `${describeNode(node)} ${f}`);
+    } else if (m.type === 'log') {
+      w.log?.write(`${m.line}\n`);
+    } else {
+      this.book.release(m.id);
+      w.log?.end();
+      w.log = null;
+      w.busy = null;
+      if (m.type === 'done') {
+        this.book.state.set(m.id, 'done');
+        this.book.record({ id: m.id, status: 'done' });
+      } else {
+        this.book.state.set(m.id, m.stopped ? 'partial' : 'failed');
+        this.book.record({ id: m.id, status: m.stopped ? 'stopped' : 'failed', error: m.error, log: join(node.dir, 'log.txt') });
+        if (!m.stopped) {
+          this.ui.log(`failed: ${describeNode(node)}: ${m.error} (log: ${join(node.dir, 'log.txt')})`);
+          this.book.skipDescendants(m.id);
+        }
+      }
+      this.ui.update(w.name, 1, 1, 'idle');
+      this.book.overall();
+      this.dispatch();
+    }
+  }
+
+  /** A worker that exits while running a cell failed it. */
+  private onExit(w: Worker, code: number | null): void {
+    if (!w.busy) return;
+    this.book.release(w.busy);
+    const node = this.byId.get(w.busy)!;
+    this.book.state.set(w.busy, 'failed');
+    this.book.record({ id: w.busy, status: 'failed', error: `worker exited with code ${code}`, log: join(node.dir, 'log.txt') });
+    this.book.skipDescendants(w.busy);
+    w.busy = null;
+    this.dispatch();
+  }
+}
+
+/** Run the selected cells (and nothing else of `all`) on a pool of workers; returns what became of each. */
+export async function runCells(all: GraphNode[], selected: GraphNode[], o: RunOptions, ui: MultiProgress): Promise<CellOutcome[]> {
+  const book = new CellBook(all, selected, ui);
+  if (book.todo.length === 0) return book.outcomes;
+  const workers = Math.max(1, Math.min(o.workers, book.todo.length));
+  const threads = Math.max(1, Math.floor(availableParallelism() / workers));
+  const pool = new WorkerPool(book, all, o, ui);
+  const onSigint = () => pool.stop();
+  process.on('SIGINT', onSigint);
+  await pool.run(workers, threads);
+  process.off('SIGINT', onSigint);
+  pool.close();
+  return book.outcomes;
 }
