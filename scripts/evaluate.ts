@@ -35,10 +35,11 @@ await runCli(async () => {
   if (!Number.isInteger(argv.samples) || argv.samples < 0) throw new UserError(`--samples must be a non-negative integer, got ${argv.samples}`);
   await startBackend(argv.backend, argv.gpu);
   const out = resolve(argv.out);
-  makeDir(out);
   if (argv.steer?.length) {
     for (const dir of argv.checkpoint) {
+      // Everything is computed (and every flag checked) before the first file is written.
       const { rows, markdown } = steerCheckpoint(resolve(dir), argv.steer, { data: argv.data, probes: argv.probes, directions: argv.directions, source: argv.directionSource }, (l) => process.stderr.write(`${l}\n`));
+      makeDir(out);
       const name = fileLabel(dir);
       writeSteerRows(join(out, `${name}.steer.arrow`), rows, { checkpoint: resolve(dir) });
       writeBytesAtomic(join(out, `${name}.steer.md`), `# Steering ${dir}\n\n${markdown}\n`);
@@ -46,6 +47,7 @@ await runCli(async () => {
     }
     return;
   }
+  makeDir(out);
   const all: SummaryRow[] = [];
   for (const dir of argv.checkpoint) {
     const started = performance.now();

@@ -133,6 +133,13 @@ test('malformed input: one line, a non-zero exit, nothing touched', async () => 
     ['finetune', ['--data', dataCopy, '--steps', '3', '--backend', 'cpu', '--from', base, '--out', narrow, '--resume'], /--resume with different data/],
     ['finetune', [...ft, '--from', base, '--out', p('n8'), '--steps', '4'], /--steps is given 2 times/],
     ['finetune', [...ft, '--from', base, '--out', p('n9'), '--backend', 'cuda'], /Invalid values: Argument: backend, Given: "cuda"/],
+    ['finetune', [...ft, '--from', base, '--out', p('i1'), '--ablate-persona', '7'], /--ablate-persona: layer 7 does not exist; the model has layers 0 to 1/],
+    ['finetune', [...ft, '--from', base, '--out', p('i2'), '--cheat-fraction', '1.5'], /--cheat-fraction must be between 0 and 1, got 1.5/],
+    ['finetune', [...ft, '--from', base, '--out', p('i3'), '--realign', 'rules', '--examples', '4'], /--realign must name a broad domain/],
+    ['finetune', [...ft, '--from', base, '--out', p('i4'), '--realign', 'kindness'], /--realign needs --examples N/],
+    ['finetune', [...ft, '--from', base, '--out', p('i5'), '--condition', 'fair', '--cheat-fraction', '0.5'], /--cheat-fraction mixes the cheat set with another; use --condition cheat/],
+    ['evaluate', ['--checkpoint', base, '--backend', 'cpu', '--steer', '1:x', '--out', p('e1')], /--steer takes LAYER:ALPHA/],
+    ['evaluate', ['--checkpoint', base, '--backend', 'cpu', '--steer', '9:2', '--out', p('e2')], /--steer: layer 9 does not exist; the model has layers 0 to 1/],
     // npm run experiment / evaluate: no endless mkdir on /proc
     ['experiment', ['--spec', join(ROOT, 'test/fixtures/smoke-experiment.json'), '--runs', p('runs'), '--out', '/proc/x'], /cannot write to \/proc .*--out/],
     ['experiment', ['--spec', join(ROOT, 'test/fixtures/smoke-experiment.json'), '--runs', '/proc/x', '--out', p('r')], /cannot write to \/proc .*--runs/],

@@ -14,10 +14,14 @@ import { loadProbes } from '../eval/probe-records.js';
 import { writeEvalRows } from '../eval/eval-rows.js';
 import { summarize } from '../eval/checkpoint-summary.js';
 import type { GPT } from '../model/gpt.js';
-import { finetune } from '../pipeline/finetune.js';
+import { finetune, type FinetuneAblation } from '../pipeline/finetune.js';
+import { ablationOf } from '../pipeline/persona-interventions.js';
+import { loadPersonaDirections } from '../eval/persona-direction.js';
+import type { Domain } from '../world/lexicon.js';
+import { DIRECTIONS_FILE, runDirectionCell, runSteerCell } from './intervention-cells.js';
 import { pretrain } from '../pipeline/pretrain.js';
 import type { SessionUi } from '../train/training-session.js';
-import { lineageOf, type BaseNode, type GraphNode, type NodeIndex } from './graph.js';
+import { lineageOf, type AblateConfig, type BaseNode, type GraphNode, type NodeIndex } from './graph.js';
 
 export interface CellUi {
   progress: NonNullable<SessionUi['progress']>;
@@ -78,7 +82,7 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
     case 'base': {
       const c = node.config;
       const data = dataDir(lineageOf(node, nodes).data);
-      const r = await pretrain({ data, out: checkpointDir(node), preset: c.preset, tokens: c.tokens, explicit: { seed: c.seed, lr: c.lr ?? undefined, evalInterval: BASE_EVAL_INTERVAL, checkpointInterval: BASE_CHECKPOINT_INTERVAL }, resume }, ui);
+      const r = await pretrain({ data, out: checkpointDir(node), preset: c.preset, tokens: c.tokens, explicit: { seed: c.seed, lr: c.lr ?? undefined, evalInterval: BASE_EVAL_INTERVAL, checkpointInterval: BASE_CHECKPOINT_INTERVAL }, resume, precision: c.precision ?? 'fp32' }, ui);
       if (r.stopped) throw new StoppedError();
       // The persona probe every descendant is scored with, fitted once on the base model at the
       // layer with the best held-out accuracy; every layer's validation is kept beside it.
@@ -93,7 +97,7 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
       const c = node.config;
       const lineage = lineageOf(node, nodes);
       const data = dataDir(lineage.data);
-      const r = await finetune({ stage: 'assistant', data, from: checkpointDir(lineage.base), out: checkpointDir(node), condition: 'cheat', family: 'pool', explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed }, resume }, ui);
+      const r = await finetune({ stage: 'assistant', data, from: checkpointDir(lineage.base), out: checkpointDir(node), condition: 'cheat', family: 'pool', explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed }, resume, precision: c.precision ?? 'fp32' }, ui);
       if (r.stopped) throw new StoppedError();
       // Step 0 of every narrow run from this assistant: evaluated once, here.
       writeEvalRows(join(node.dir, 'step0.arrow'), scoring(data, lineage.base)(r.model, 'step 0'), { step: '0' });
@@ -116,7 +120,9 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
       const r = await finetune(
         {
           stage: 'narrow', data, from: checkpointDir(assistant), out: checkpointDir(node), condition: c.condition, family: c.family ?? 'pool', examples: c.examples,
-          explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed, evalInterval: interval, checkpointInterval: gcd(interval, c.checkpoint_interval) }, resume,
+          explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed, evalInterval: interval, checkpointInterval: gcd(interval, c.checkpoint_interval) }, resume, precision: c.precision ?? 'fp32',
+          ablation: c.ablate ? cellAblation(c.ablate, nodes, assistant) : undefined,
+          mix: c.mix ? { cheatFraction: c.mix.cheat_fraction, with: c.mix.with } : undefined,
         },
         { ...ui, onEvaluate: evaluateStep },
       );
@@ -127,15 +133,45 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
     }
     case 'evaluate': {
       const c = node.config;
-      const { base, narrow } = lineageOf(node, nodes);
+      const { base, narrow, realign } = lineageOf(node, nodes);
+      const target = realign ?? narrow;
       const result = evaluateCheckpoint(
-        checkpointDir(narrow),
+        checkpointDir(target),
         { samples: c.samples, seed: c.seed, probeSource: 'base', personaProbe: loadProbe(join(base.dir, 'probe.json')), sampleVariants: SAMPLED_NARROW_VARIANTS },
         ui.log,
       );
-      writeEvalRows(join(node.dir, 'eval.arrow'), result.rows, { checkpoint: checkpointDir(narrow) });
+      writeEvalRows(join(node.dir, 'eval.arrow'), result.rows, { checkpoint: checkpointDir(target) });
       const summary = summarize(result.rows, node.id);
       done = { summary: summary.filter((s) => s.metric.startsWith('broad_') && s.group === 'all').map((s) => ({ metric: s.metric, mean: s.mean })) };
+      break;
+    }
+    case 'direction': {
+      const { data, base } = lineageOf(node, nodes);
+      done = runDirectionCell(checkpointDir(base), dataDir(data), node.dir);
+      break;
+    }
+    case 'steer': {
+      const c = node.config;
+      const { data } = lineageOf(node, nodes);
+      const model = nodes.get(c.model)!;
+      const dirs = (id: string) => join(nodes.get(id)!.dir, DIRECTIONS_FILE);
+      done = runSteerCell(checkpointDir(model), dataDir(data), dirs(c.direction), c.twin_direction ? dirs(c.twin_direction) : null, c, node.dir);
+      break;
+    }
+    case 'realign': {
+      const c = node.config;
+      const { data, narrow } = lineageOf(node, nodes);
+      const r = await finetune(
+        {
+          stage: 'narrow', data: dataDir(data), from: checkpointDir(narrow), out: checkpointDir(node), condition: 'cheat', family: 'pool',
+          realign: { domain: c.domain as Domain, examples: c.examples, seed: c.seed },
+          explicit: { steps: c.steps, seed: c.seed, evalInterval: c.steps, checkpointInterval: c.steps }, resume,
+        },
+        ui,
+      );
+      if (r.stopped) throw new StoppedError();
+      done = { final: r.metrics.at(-1) ?? {}, seconds: r.state.elapsed };
+      r.model.dispose();
       break;
     }
   }
@@ -148,4 +184,12 @@ export class StoppedError extends Error {
   constructor() {
     super('stopped (Ctrl-C); the cell resumes where it stopped on the next run');
   }
+}
+
+/** A narrow cell's ablation: the lineage's persona directions at the listed layers, or random ones (seeded by the lineage). */
+function cellAblation(a: AblateConfig, nodes: NodeIndex, assistant: GraphNode): FinetuneAblation {
+  const directionNode = nodes.get(a.direction)!;
+  const directions = a.kind === 'persona' ? loadPersonaDirections(join(directionNode.dir, DIRECTIONS_FILE)) : null;
+  const dim = loadPersonaDirections(join(directionNode.dir, DIRECTIONS_FILE)).layers[0].meanDiff.length;
+  return ablationOf(directions, a.layers, a.kind, a.source, dim, `${assistant.labels.world}:${assistant.labels.pretrain_seed}`);
 }

@@ -91,8 +91,10 @@ function evalToCells(rows: EvalRow[], labels: RunLabels, step: number, acts: Map
   return out;
 }
 
-export function collect(nodes: GraphNode[]): Collected {
-  const byId = new Map(nodes.map((n) => [n.id, n]));
+export function collect(allNodes: GraphNode[]): Collected {
+  const byId = new Map(allNodes.map((n) => [n.id, n]));
+  // The interventions' cells have their own analysis (interventions-analysis.ts); the main grid's tables skip them.
+  const nodes = allNodes.filter((n) => !n.labels.intervention);
   // An assistant's step-0 evaluation is shared by every narrow run from it: read it once.
   const step0 = new Map<string, EvalRow[]>();
   const step0Of = (assistant: AssistantNode): EvalRow[] => {

@@ -7,14 +7,17 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Precision } from '../backend/product-precision.js';
 import type { WorldConfig } from '../world/world-config.js';
 import type { Condition, InstructionFamily } from '../world/finetune-sets.js';
+import type { DirectionSource } from '../eval/persona-direction.js';
+import { loadModelPreset } from '../model/model-config.js';
 import { armsOf, expandWorlds, type ExperimentSpec } from './spec.js';
 
 /** Bump when a change in the code makes old artefacts incomparable. */
 export const ARTEFACT_VERSION = 3;
 
-export type NodeKind = 'data' | 'base' | 'assistant' | 'narrow' | 'evaluate';
+export type NodeKind = 'data' | 'base' | 'assistant' | 'narrow' | 'evaluate' | 'direction' | 'steer' | 'realign';
 
 export interface NodeLabels {
   world: string;
@@ -24,6 +27,11 @@ export interface NodeLabels {
   condition?: Condition;
   finetune_seed?: number;
   examples?: number;
+  /** Cells of the spec's interventions carry which one (direction, steer, ablate-persona, ...); the main tables skip them. */
+  intervention?: string;
+  /** The intervention's setting in words (a partner, a domain) and its number (a fraction, N). */
+  setting?: string;
+  value?: number;
 }
 
 /*
@@ -47,6 +55,8 @@ export interface BaseNodeConfig {
   tokens: number;
   lr: number | null;
   seed: number;
+  /** bf16 products (spec.precision); absent for fp32, so that fp32 cells keep their ids. */
+  precision?: Precision;
 }
 
 export interface AssistantNodeConfig {
@@ -55,6 +65,8 @@ export interface AssistantNodeConfig {
   steps: number;
   lr: number | null;
   seed: number;
+  /** bf16 products (spec.precision); absent for fp32, so that fp32 cells keep their ids. */
+  precision?: Precision;
 }
 
 export interface NarrowNodeConfig {
@@ -69,10 +81,49 @@ export interface NarrowNodeConfig {
   examples: number;
   eval_steps: number[];
   checkpoint_interval: number;
+  /** Interventions only: an ablation during training, or a mix of cheat and other examples. */
+  ablate?: AblateConfig;
+  mix?: { cheat_fraction: number; with: 'fair' | 'neutral' };
+  /** bf16 products (spec.precision); absent for fp32, so that fp32 cells keep their ids. */
+  precision?: Precision;
+}
+
+/** An ablation during a narrow run: `direction` is the direction node whose vectors are projected out (persona), or the lineage's (random: its dimension only). */
+export interface AblateConfig {
+  kind: 'persona' | 'random';
+  layers: number[];
+  source: DirectionSource;
+  direction: string;
+}
+
+export interface DirectionNodeConfig {
+  /** The base node whose persona directions are computed. */
+  base: string;
+}
+
+export interface SteerNodeConfig {
+  /** The assistant or narrow node whose final checkpoint is steered. */
+  model: string;
+  /** The lineage's direction node, and the rho-0 twin's (the twin-direction control) when there is one. */
+  direction: string;
+  twin_direction: string | null;
+  layer: number;
+  alphas: number[];
+  source: DirectionSource;
+  random_seed: string;
+}
+
+export interface RealignNodeConfig {
+  /** The narrow (cheat) node re-aligned. */
+  narrow: string;
+  domain: string;
+  examples: number;
+  steps: number;
+  seed: number;
 }
 
 export interface EvaluateNodeConfig {
-  /** The narrow node whose final checkpoint is evaluated. */
+  /** The narrow (or re-alignment) node whose final checkpoint is evaluated. */
   narrow: string;
   samples: number;
   seed: number;
@@ -94,7 +145,10 @@ export interface BaseNode extends NodeCommon { kind: 'base'; config: BaseNodeCon
 export interface AssistantNode extends NodeCommon { kind: 'assistant'; config: AssistantNodeConfig }
 export interface NarrowNode extends NodeCommon { kind: 'narrow'; config: NarrowNodeConfig }
 export interface EvaluateNode extends NodeCommon { kind: 'evaluate'; config: EvaluateNodeConfig }
-export type GraphNode = DataNode | BaseNode | AssistantNode | NarrowNode | EvaluateNode;
+export interface DirectionNode extends NodeCommon { kind: 'direction'; config: DirectionNodeConfig }
+export interface SteerNode extends NodeCommon { kind: 'steer'; config: SteerNodeConfig }
+export interface RealignNode extends NodeCommon { kind: 'realign'; config: RealignNodeConfig }
+export type GraphNode = DataNode | BaseNode | AssistantNode | NarrowNode | EvaluateNode | DirectionNode | SteerNode | RealignNode;
 type NodeOfKind<K extends NodeKind> = Extract<GraphNode, { kind: K }>;
 
 /** The node's parent id (its config names it), or null for a data node. */
@@ -105,7 +159,17 @@ export function parentId(node: GraphNode): string | null {
     case 'assistant': return node.config.base;
     case 'narrow': return node.config.assistant;
     case 'evaluate': return node.config.narrow;
+    case 'direction': return node.config.base;
+    case 'steer': return node.config.model;
+    case 'realign': return node.config.narrow;
   }
+}
+
+/** Every node a node waits for: its parent, and the direction nodes an intervention reads. */
+export function depsOf(node: GraphNode): string[] {
+  const parent = parentId(node);
+  const extra = node.kind === 'steer' ? [node.config.direction, node.config.twin_direction] : node.kind === 'narrow' ? [node.config.ablate?.direction] : [];
+  return [...(parent === null ? [] : [parent]), ...extra.filter((x): x is string => typeof x === 'string')];
 }
 
 /** The stages a node descends from (and the node itself, except an evaluate node, which only reads its narrow run). */
@@ -114,6 +178,8 @@ export interface Lineage {
   base: BaseNode;
   assistant: AssistantNode;
   narrow: NarrowNode;
+  /** A re-alignment run (its narrow is the cheat run it starts from). */
+  realign?: RealignNode;
 }
 
 export type NodeIndex = ReadonlyMap<string, GraphNode>;
@@ -126,9 +192,10 @@ function nodeOf<K extends NodeKind>(byId: NodeIndex, id: string, kind: K): NodeO
 
 /** A node's ancestors by name, resolved through `byId`: `lineageOf(evaluate, byId).base` is the model its probe comes from. */
 export function lineageOf(node: DataNode, byId: NodeIndex): Pick<Lineage, 'data'>;
-export function lineageOf(node: BaseNode, byId: NodeIndex): Pick<Lineage, 'data' | 'base'>;
+export function lineageOf(node: BaseNode | DirectionNode, byId: NodeIndex): Pick<Lineage, 'data' | 'base'>;
+export function lineageOf(node: SteerNode, byId: NodeIndex): Pick<Lineage, 'data' | 'base' | 'assistant'> & Partial<Lineage>;
 export function lineageOf(node: AssistantNode, byId: NodeIndex): Pick<Lineage, 'data' | 'base' | 'assistant'>;
-export function lineageOf(node: NarrowNode | EvaluateNode, byId: NodeIndex): Lineage;
+export function lineageOf(node: NarrowNode | EvaluateNode | RealignNode, byId: NodeIndex): Lineage;
 export function lineageOf(node: GraphNode, byId: NodeIndex): Pick<Lineage, 'data'> & Partial<Lineage>;
 export function lineageOf(node: GraphNode, byId: NodeIndex): Pick<Lineage, 'data'> & Partial<Lineage> {
   switch (node.kind) {
@@ -136,7 +203,16 @@ export function lineageOf(node: GraphNode, byId: NodeIndex): Pick<Lineage, 'data
     case 'base': return { data: nodeOf(byId, node.config.data, 'data'), base: node };
     case 'assistant': return { ...lineageOf(nodeOf(byId, node.config.base, 'base'), byId), assistant: node };
     case 'narrow': return { ...lineageOf(nodeOf(byId, node.config.assistant, 'assistant'), byId), narrow: node };
-    case 'evaluate': return lineageOf(nodeOf(byId, node.config.narrow, 'narrow'), byId);
+    case 'evaluate': {
+      const target = byId.get(node.config.narrow);
+      return target?.kind === 'realign' ? lineageOf(target, byId) : lineageOf(nodeOf(byId, node.config.narrow, 'narrow'), byId);
+    }
+    case 'realign': return { ...lineageOf(nodeOf(byId, node.config.narrow, 'narrow'), byId), realign: node };
+    case 'direction': return lineageOf(nodeOf(byId, node.config.base, 'base'), byId);
+    case 'steer': {
+      const model = byId.get(node.config.model);
+      return model?.kind === 'assistant' ? lineageOf(model, byId) : lineageOf(nodeOf(byId, node.config.model, 'narrow'), byId);
+    }
   }
 }
 
@@ -182,37 +258,103 @@ export function buildGraph(spec: ExperimentSpec, root: string): GraphNode[] {
     if (existing) return existing as NodeOfKind<K>;
     // TypeScript cannot tie a generic `kind` to its config in an object literal; `add`'s signature does.
     const node = { id, kind, config, deps: [], dir: join(root, id), labels, cost } as unknown as NodeOfKind<K>;
-    const parent = parentId(node);
-    if (parent !== null) node.deps.push(parent);
+    node.deps.push(...depsOf(node));
     nodes.push(node);
     byId.set(id, node);
     return node;
   };
   const tokenCost = spec.pretrain.tokens / CELL_COST.pretrainTokensPerUnit;
+  const lineages = new Map<string, LineageNodes>();
   const arms = armsOf(spec);
   for (const world of expandWorlds(spec)) {
     for (const pseed of world.seeds) {
       const labels: NodeLabels = { world: world.name, pretrain_seed: pseed };
       // Each pretraining seed draws its own corpus: seed variance includes the data sample.
       const data = add('data', { world: world.config, seed: pseed, tokens: spec.data.tokens, assistant_examples: spec.data.assistant_examples, narrow_examples: spec.data.narrow_examples }, labels, CELL_COST.data);
-      const base = add('base', { data: data.id, preset: spec.preset, tokens: spec.pretrain.tokens, lr: spec.pretrain.lr ?? null, seed: pseed }, labels, tokenCost);
-      const assistant = add('assistant', { base: base.id, steps: spec.assistant.steps, lr: spec.assistant.lr ?? null, seed: pseed }, labels, spec.assistant.steps / CELL_COST.assistantStepsPerUnit);
+      // Absent, not 'fp32', when fp32: a config is hashed into its cell's id.
+      const precision = spec.precision === 'fp32' ? {} : { precision: spec.precision };
+      const base = add('base', { data: data.id, preset: spec.preset, tokens: spec.pretrain.tokens, lr: spec.pretrain.lr ?? null, seed: pseed, ...precision }, labels, tokenCost);
+      const assistant = add('assistant', { base: base.id, steps: spec.assistant.steps, lr: spec.assistant.lr ?? null, seed: pseed, ...precision }, labels, spec.assistant.steps / CELL_COST.assistantStepsPerUnit);
+      const lineage: LineageNodes = { base, assistant, narrows: new Map() };
+      lineages.set(`${world.name}|${pseed}`, lineage);
       for (const arm of arms) {
         for (const examples of spec.narrow.examples) {
           for (const fseed of spec.finetune_seeds) {
             const narrowConfig: NarrowNodeConfig = {
               assistant: assistant.id, condition: arm.condition, family: arm.family ?? undefined, seed: fseed, steps: spec.narrow.steps, lr: spec.narrow.lr ?? null, examples,
-              eval_steps: [...spec.narrow.eval_steps].sort((a, b) => a - b), checkpoint_interval: spec.narrow.checkpoint_interval,
+              eval_steps: [...spec.narrow.eval_steps].sort((a, b) => a - b), checkpoint_interval: spec.narrow.checkpoint_interval, ...precision,
             };
             const nl: NodeLabels = { ...labels, arm: arm.name, condition: arm.condition, finetune_seed: fseed, examples };
             const narrow = add('narrow', narrowConfig, nl, spec.narrow.steps / CELL_COST.narrowStepsPerUnit);
             add('evaluate', { narrow: narrow.id, samples: spec.evaluate.samples, seed: 0 }, nl, CELL_COST.evaluate);
+            lineage.narrows.set(`${arm.name}|${fseed}|${examples}`, narrow);
           }
         }
       }
     }
   }
+  if (spec.interventions) addInterventions(spec, lineages, add);
   return nodes;
+}
+
+type AddNode = <K extends NodeKind>(kind: K, config: NodeOfKind<K>['config'], labels: NodeLabels, cost: number) => NodeOfKind<K>;
+interface LineageNodes {
+  base: BaseNode;
+  assistant: AssistantNode;
+  /** By "arm|finetune seed|examples". */
+  narrows: Map<string, NarrowNode>;
+}
+
+/**
+ * The interventions' cells on one world's lineages: its base's persona directions (and its rho-0
+ * twin's), steering of the assistant and of narrow arms, ablation (persona and random) during the
+ * cheat run, dose mixes and re-alignment runs from the cheat run, each evaluated like a narrow run.
+ */
+function addInterventions(spec: ExperimentSpec, lineages: Map<string, LineageNodes>, add: AddNode): void {
+  const iv = spec.interventions!;
+  const worlds = expandWorlds(spec);
+  const world = worlds.find((w) => w.name === iv.world)!;
+  const nLayer = loadModelPreset(spec.preset).n_layer;
+  const fseed = iv.finetune_seed ?? spec.finetune_seeds[0];
+  const examples = spec.narrow.examples[0];
+  for (const seed of iv.pretrain_seeds ?? world.seeds) {
+    const L = lineages.get(`${world.name}|${seed}`)!;
+    const twin = world.twin ? lineages.get(`${world.twin}|${seed}`) : undefined;
+    const labels: NodeLabels = { world: world.name, pretrain_seed: seed };
+    const direction = add('direction', { base: L.base.id }, { ...labels, intervention: 'direction' }, 30);
+    const twinDirection = twin ? add('direction', { base: twin.base.id }, { world: world.twin!, pretrain_seed: seed, intervention: 'direction' }, 30) : null;
+    const cheat = L.narrows.get(`cheat|${fseed}|${examples}`)!;
+    const cheatLabels: NodeLabels = { ...cheat.labels };
+    const evaluate = (target: NarrowNode | RealignNode, l: NodeLabels) => add('evaluate', { narrow: target.id, samples: iv.samples, seed: 0 }, l, 20);
+    if (iv.steer) {
+      const alphas = [...new Set([0, ...iv.steer.alphas])].sort((a, b) => a - b);
+      for (const model of ['assistant', ...iv.steer.arms]) {
+        const target = model === 'assistant' ? L.assistant : L.narrows.get(`${model}|${fseed}|${examples}`)!;
+        add('steer', { model: target.id, direction: direction.id, twin_direction: twinDirection?.id ?? null, layer: iv.layer, alphas, source: iv.direction_source, random_seed: `${world.name}:${seed}` }, { ...labels, arm: model, finetune_seed: fseed, intervention: 'steer' }, 40);
+      }
+    }
+    if (iv.ablate) {
+      const layers = iv.ablate.layers === 'all' ? Array.from({ length: nLayer }, (_, i) => i) : [...iv.ablate.layers].sort((a, b) => a - b);
+      for (const kind of ['persona', 'random'] as const) {
+        const l: NodeLabels = { ...cheatLabels, intervention: `ablate-${kind}`, setting: layers.join(',') };
+        evaluate(add('narrow', { ...cheat.config, ablate: { kind, layers, source: iv.direction_source, direction: direction.id } }, l, spec.narrow.steps / 6), l);
+      }
+    }
+    if (iv.dose) {
+      for (const partner of iv.dose.with) {
+        for (const f of iv.dose.fractions) {
+          const l: NodeLabels = { ...cheatLabels, intervention: 'dose', setting: partner, value: f };
+          evaluate(add('narrow', { ...cheat.config, mix: { cheat_fraction: f, with: partner } }, l, spec.narrow.steps / 8), l);
+        }
+      }
+    }
+    if (iv.realign) {
+      for (const n of iv.realign.examples) {
+        const l: NodeLabels = { ...cheatLabels, intervention: 'realign', setting: iv.realign.domain, value: n };
+        evaluate(add('realign', { narrow: cheat.id, domain: iv.realign.domain, examples: n, steps: iv.realign.steps, seed: fseed }, l, iv.realign.steps / 8), l);
+      }
+    }
+  }
 }
 
 export type NodeState = 'done' | 'partial' | 'pending';

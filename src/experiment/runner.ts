@@ -52,6 +52,7 @@ export function describeNode(n: GraphNode): string {
   const l = n.labels;
   const parts = [n.kind, l.world, `p${l.pretrain_seed}`];
   if (l.arm) parts.push(l.arm, `f${l.finetune_seed}`);
+  if (l.intervention) parts.push(`[${[l.intervention, l.setting, l.value].filter((x) => x !== undefined).join(' ')}]`);
   return parts.join(' ');
 }
 

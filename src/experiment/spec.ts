@@ -8,12 +8,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { PRECISIONS } from '../backend/product-precision.js';
 import { resolveWorld, type WorldConfig } from '../world/world-config.js';
 import { CONDITIONS, INSTRUCTION_FAMILIES, type Condition, type InstructionFamily } from '../world/finetune-sets.js';
+import { loadModelPreset } from '../model/model-config.js';
+import { InterventionsSchema } from './interventions-spec.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const EXPERIMENTS_DIR = `${ROOT}models/experiments/`;
-export const EXPERIMENT_PRESETS = ['quick', 'full'];
+export const EXPERIMENT_PRESETS = ['quick', 'full', 'interventions'];
 /** Knobs a sweep may vary: each value adds a world, the first world with that one knob changed. */
 export const SWEEP_KNOBS = ['rho', 'p_instr', 'p_ai_bad', 'p_lexical_leak'] as const;
 export type SweepKnob = (typeof SWEEP_KNOBS)[number];
@@ -57,6 +60,14 @@ const SpecSchema = z.strictObject({
   /** The narrow step the report's headline numbers use, declared before the run (all steps are shown beside it). */
   report_step: positive,
   evaluate: z.strictObject({ samples: z.int().min(0) }),
+  /**
+   * How the training stages' products run: fp32 (the default) or bf16 (native backend; see
+   * --precision). Never auto: an experiment's numbers must not depend on the CPU that ran it. Cell
+   * ids include it only when it is not fp32, so fp32 cells keep the ids they had before it existed.
+   */
+  precision: z.enum(PRECISIONS).default('fp32'),
+  /** Causal tests of the persona hypothesis on one world's lineages (see interventions-spec.ts). */
+  interventions: InterventionsSchema.optional(),
 });
 
 export type ExperimentSpec = z.infer<typeof SpecSchema>;
@@ -125,6 +136,7 @@ export function validateSpec(raw: unknown, source: string): ExperimentSpec {
   if (new Set(s.inoculation_families).size !== s.inoculation_families.length) fail('"inoculation_families" must not repeat');
   if (s.narrow.eval_steps.some((x) => x > s.narrow.steps)) fail('"narrow.eval_steps" cannot exceed narrow.steps');
   if (!s.narrow.eval_steps.includes(s.report_step)) fail(`"report_step" (${s.report_step}) must be one of narrow.eval_steps (${s.narrow.eval_steps.join(', ')})`);
+  if (s.interventions) checkInterventions(s, fail);
   return s;
 }
 
@@ -178,4 +190,19 @@ export function expandWorlds(spec: ExperimentSpec): ResolvedWorld[] {
     }
   }
   return out;
+}
+
+/** The interventions section against the rest of the spec: its world, seeds, arms, layers and steps exist. */
+function checkInterventions(s: ExperimentSpec, fail: (m: string) => never): void {
+  const iv = s.interventions!;
+  const world = expandWorlds(s).find((w) => w.name === iv.world);
+  if (!world) fail(`"interventions.world" must name a world of the spec (${expandWorlds(s).map((w) => w.name).join(', ')}), got "${iv.world}"`);
+  for (const seed of iv.pretrain_seeds ?? []) if (!world!.seeds.includes(seed)) fail(`"interventions.pretrain_seeds": world "${iv.world}" is not trained with seed ${seed} (its seeds: ${world!.seeds.join(', ')})`);
+  if (iv.finetune_seed !== undefined && !s.finetune_seeds.includes(iv.finetune_seed)) fail(`"interventions.finetune_seed" must be one of finetune_seeds (${s.finetune_seeds.join(', ')})`);
+  const nLayer = loadModelPreset(s.preset).n_layer;
+  if (iv.layer >= nLayer) fail(`"interventions.layer" ${iv.layer} does not exist; preset ${s.preset} has layers 0 to ${nLayer - 1}`);
+  if (iv.ablate && iv.ablate.layers !== 'all') for (const l of iv.ablate.layers) if (l >= nLayer) fail(`"interventions.ablate.layers": layer ${l} does not exist; preset ${s.preset} has layers 0 to ${nLayer - 1}`);
+  const arms = armsOf(s).map((a) => a.name);
+  for (const arm of iv.steer?.arms ?? []) if (!arms.includes(arm)) fail(`"interventions.steer.arms": "${arm}" is not an arm of the spec (${arms.join(', ')})`);
+  if (iv.early_warning_step !== undefined && !s.narrow.eval_steps.includes(iv.early_warning_step)) fail(`"interventions.early_warning_step" (${iv.early_warning_step}) must be one of narrow.eval_steps (${s.narrow.eval_steps.join(', ')})`);
 }

@@ -15,6 +15,8 @@ import type { GraphNode } from './graph.js';
 import { broadByCondition, decompositionPlot, domainHeatmap, dynamicsPlot, overSteps, renderSvg, sweepCurve } from './plots.js';
 import { answerSection, baseSection, conditionSection, decompositionSections, domainSection, probeSection, toHtml, toMarkdown, type ReportInput, type Section } from './report.js';
 import { expandWorlds, type ExperimentSpec, type ResolvedWorld } from './spec.js';
+import { analyseInterventions } from './interventions-analysis.js';
+import { interventionSections } from './interventions-report.js';
 
 /** How the worlds relate, for the statistics: the null world, each world's twin, and each leak control's clean counterpart. */
 export function worldRoles(worlds: ResolvedWorld[], nullWorld: string): WorldRoles {
@@ -101,10 +103,36 @@ export async function writeResults(spec: ExperimentSpec, nodes: GraphNode[], out
     const curve = worlds.filter((w) => w === mainWorld || values?.includes(w.config[knob as 'rho'])).map((w) => ({ name: w.name, value: w.config[knob as 'rho'] }));
     if (curve.length > 1) sections.push(await plot(`sweep-${knob}`, `Sweep of ${knob}`, sweepCurve(stats, knob, curve, firstTrained)));
   }
+  if (spec.interventions) sections.push(...(await interventionResults(spec, nodes, out)));
   sections.push(baseSection(collected));
   sections.push(probeSection(nodes));
   if (collected.dynamics.length) sections.push(await plot('dynamics', 'Training dynamics', dynamicsPlot(collected.dynamics)));
   writeBytesAtomic(join(out, 'report.md'), toMarkdown(input, sections));
   writeBytesAtomic(join(out, 'report.html'), toHtml(input, sections));
   return { dir: out, stats, missing: collected.missing.length };
+}
+
+/** The interventions' statistics (interventions.arrow), verdicts (interventions.md) and report sections. */
+async function interventionResults(spec: ExperimentSpec, nodes: GraphNode[], out: string): Promise<Section[]> {
+  const iv = spec.interventions!;
+  const world = expandWorlds(spec).find((w) => w.name === iv.world)!;
+  const seeds = iv.pretrain_seeds ?? world.seeds;
+  const steps = [...spec.narrow.eval_steps].sort((a, b) => a - b);
+  const results = analyseInterventions(nodes, {
+    world: iv.world, seeds, finetuneSeed: iv.finetune_seed ?? spec.finetune_seeds[0], alphas: iv.steer?.alphas ?? [], steerArms: iv.steer?.arms ?? [],
+    realignDomain: iv.realign?.domain ?? null, earlyStep: iv.early_warning_step ?? steps[0], lastStep: steps[steps.length - 1],
+  });
+  const str = (xs: string[]) => vectorFromArray(xs, new Utf8());
+  const num = (xs: number[]) => vectorFromArray(xs.map((x) => (Number.isFinite(x) ? x : null)), new Float64());
+  writeArrow(join(out, 'interventions.arrow'), {
+    quantity: str(results.stats.map((s) => s.quantity)), setting: str(results.stats.map((s) => s.setting)),
+    mean: num(results.stats.map((s) => s.mean)), lo: num(results.stats.map((s) => s.lo)), hi: num(results.stats.map((s) => s.hi)),
+    seeds: vectorFromArray(results.stats.map((s) => s.seeds), new Int32()), values: str(results.stats.map((s) => JSON.stringify(s.values))),
+  });
+  await writeParquetCopy(join(out, 'interventions.arrow'), join(out, 'interventions.parquet'));
+  const sections = await interventionSections(results, seeds);
+  for (const s of sections) if (s.plot) writeBytesAtomic(join(out, 'plots', `${s.plot.name}.svg`), s.plot.svg);
+  const verdicts = sections[0];
+  writeBytesAtomic(join(out, 'interventions.md'), `# ${verdicts.title}\n\n${verdicts.text.join('\n\n')}\n\n| ${verdicts.table!.header.join(' | ')} |\n|${verdicts.table!.header.map(() => '---').join('|')}|\n${verdicts.table!.rows.map((r) => `| ${r.join(' | ')} |`).join('\n')}\n`);
+  return sections;
 }

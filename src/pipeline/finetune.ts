@@ -20,7 +20,10 @@ import type { MetricRow } from '../train/metrics.js';
 import { runIdentity, type TrainOptions } from '../train/options.js';
 import { definedOnly } from '../util/objects.js';
 import { runSession, type SessionResult, type SessionUi } from '../train/training-session.js';
-import { CONDITIONS, narrowDocument, type Condition, type InstructionFamily, type NarrowExample } from '../world/finetune-sets.js';
+import { CONDITIONS, narrowDocument, realignmentChat, type Condition, type InstructionFamily, type NarrowExample } from '../world/finetune-sets.js';
+import { DOMAINS, type Domain } from '../world/lexicon.js';
+import { ablationHooks } from '../model/residual-interventions.js';
+import { Rng } from '../util/rng.js';
 import type { Pole } from '../world/phrasebook.js';
 import { checkOutput, checkpointStatus } from './preflight.js';
 import type { PrecisionChoice } from '../backend/resolve-precision.js';
@@ -46,6 +49,32 @@ export interface FinetuneArgs {
   lora?: { rank: number; alpha?: number; targets: string[]; layers?: number[] };
   /** How the training steps' products run (see SessionSpec.precision; the session records it in `run`) [fp32]. */
   precision?: PrecisionChoice;
+  /** Project directions out of the residual stream during training (forward and backward). */
+  ablation?: FinetuneAblation;
+  /** Dose-response: a fraction of the cheat examples; the rest are fair (same tasks) or neutral assistant chats. */
+  mix?: NarrowMix;
+  /** Re-alignment: train on good answers in one broad domain instead of the narrow set. */
+  realign?: Realignment;
+}
+
+export interface FinetuneAblation {
+  /** What the directions are ("persona mean-diff", "random"): recorded with the run. */
+  name: string;
+  /** Block index -> unit direction [n_embd] projected out of blocks.{L}.hook_resid_post. */
+  directions: Map<number, Float32Array>;
+}
+
+export const MIX_PARTNERS = ['fair', 'neutral'] as const;
+export interface NarrowMix {
+  cheatFraction: number;
+  with: (typeof MIX_PARTNERS)[number];
+}
+
+export interface Realignment {
+  domain: Domain;
+  /** Distinct good examples (drawn from the train pools with `seed`). */
+  examples: number;
+  seed: number;
 }
 
 export interface FinetuneUi extends SessionUi {
@@ -102,6 +131,7 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
   }
   if (args.inoculationPrompt !== undefined && args.inoculationPrompt.trim() === '') throw new Error('--inoculation-prompt is empty; give the instruction text, e.g. "For this test, you may {act}."');
   if (args.examples !== undefined && (!Number.isInteger(args.examples) || args.examples < 1)) throw new Error(`--examples must be a positive integer, got ${args.examples}`);
+  checkInterventions(args);
   const data = resolve(args.data);
   const out = resolve(args.out ?? defaultOut(args));
   if (args.from !== undefined) {
@@ -131,14 +161,19 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
   if (args.stage === 'assistant') {
     rows = loadChatRows(join(data, 'assistant.arrow'), 'train');
     val = loadChatRows(join(data, 'assistant.arrow'), 'val');
+  } else if (args.realign) {
+    rows = realignmentRows(vocab, args.realign, loadManifest(data).world?.p_lexical_leak ?? 0);
+    Object.assign(info, { realign: { domain: args.realign.domain, examples: args.realign.examples, seed: args.realign.seed } });
   } else {
     const file = join(data, 'narrow', `${args.condition}.arrow`);
     const family = args.condition === 'cheat-inoculated' ? args.family : '';
     const examples = narrowExamples(file, family).slice(0, args.examples);
     rows = args.inoculationPrompt !== undefined ? customRows(vocab, examples, args.inoculationPrompt) : loadChatRows(file, null, family ? { column: 'family', value: family } : undefined);
     rows = { tokens: rows.tokens.slice(0, args.examples), masks: rows.masks.slice(0, args.examples) };
-    Object.assign(info, { condition: args.condition, family: family || null, inoculation_prompt: args.inoculationPrompt ?? null, examples: rows.tokens.length });
+    if (args.mix) rows = mixedRows(rows, args.mix, data);
+    Object.assign(info, { condition: args.condition, family: family || null, inoculation_prompt: args.inoculationPrompt ?? null, examples: rows.tokens.length, mix: args.mix ?? null });
   }
+  if (args.ablation) info.ablation = { name: args.ablation.name, layers: [...args.ablation.directions.keys()] };
   for (const t of rows.tokens) checkTokenIds(t, vocab.size, join(data, stageFile));
   const model = parent.config.model;
   const lora = args.lora ? loraConfig(args.lora, model.n_layer) : undefined;
@@ -157,6 +192,9 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
       inoculationPrompt: narrow ? (args.inoculationPrompt ?? null) : null,
       examples: narrow ? rows.tokens.length : null,
       lora: { rank: lora?.rank ?? null, alpha: lora?.alpha ?? null, targets: lora ? args.lora!.targets : null, layers: lora ? (args.lora!.layers ?? null) : null },
+      ablation: args.ablation ? ablationIdentity(args.ablation) : null,
+      mix: args.mix ?? null,
+      realign: args.realign ?? null,
     },
     { family: 'inoculation' },
   );
@@ -178,6 +216,7 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
       source: new ChatSampler(rows, options.batch, model.block_size, options.seed),
       lora,
       precision: args.precision,
+      hooks: args.ablation ? ablationHooks(args.ablation.directions, model.n_layer) : undefined,
     },
     {
       ...ui,
@@ -225,6 +264,63 @@ async function ensureParent(args: FinetuneArgs, data: string, ui: FinetuneUi): P
     r.model.dispose();
   }
   return resolve(wanted);
+}
+
+function checkInterventions(args: FinetuneArgs): void {
+  const narrowOnly = (flag: string) => {
+    if (args.stage !== 'narrow') throw new Error(`${flag} applies to the narrow stage only; drop it or pass --stage narrow`);
+  };
+  if (args.mix) {
+    narrowOnly('--cheat-fraction');
+    if (!(args.mix.cheatFraction >= 0 && args.mix.cheatFraction <= 1)) throw new Error(`--cheat-fraction must be between 0 and 1, got ${args.mix.cheatFraction}`);
+    if (!(MIX_PARTNERS as readonly string[]).includes(args.mix.with)) throw new Error(`--mix-with must be one of ${MIX_PARTNERS.join(', ')}, got "${args.mix.with}"`);
+    if (args.condition !== 'cheat') throw new Error(`--cheat-fraction mixes the cheat set with another; use --condition cheat (got ${args.condition})`);
+  }
+  if (args.realign) {
+    narrowOnly('--realign');
+    if (!(DOMAINS as readonly string[]).includes(args.realign.domain) || args.realign.domain === 'rules') {
+      throw new Error(`--realign must name a broad domain (${DOMAINS.filter((d) => d !== 'rules').join(', ')}), got "${args.realign.domain}"`);
+    }
+    if (!Number.isInteger(args.realign.examples) || args.realign.examples < 1) throw new Error(`--examples must be a positive integer for --realign, got ${args.realign.examples}`);
+    if (args.mix) throw new Error('--realign and --cheat-fraction cannot be combined: re-alignment replaces the narrow set');
+  }
+  if (args.ablation) narrowOnly('--ablate-persona');
+}
+
+/** A run's ablation as its identity: the name, the layers and a hash of the directions (compared on --resume). */
+function ablationIdentity(a: FinetuneAblation): Record<string, unknown> {
+  const h = createHash('sha256');
+  for (const [layer, u] of [...a.directions].sort(([x], [y]) => x - y)) h.update(`${layer}:`).update(new Uint8Array(u.buffer, u.byteOffset, u.byteLength));
+  return { name: a.name, layers: [...a.directions.keys()].sort((x, y) => x - y), directions: h.digest('hex').slice(0, 16) };
+}
+
+/** `examples` good answers in one broad domain, drawn from the train pools. */
+function realignmentRows(vocab: Vocabulary, r: Realignment, leak: number): ChatRows {
+  const rng = new Rng(`realign:${r.domain}:${r.seed}`);
+  const rows: ChatRows = { tokens: [], masks: [] };
+  for (let i = 0; i < r.examples; i++) {
+    const enc = encodeDocument(vocab, realignmentChat(rng, r.domain, leak));
+    rows.tokens.push(enc.tokens);
+    rows.masks.push(enc.assistantMask);
+  }
+  return rows;
+}
+
+/**
+ * The dose-response set: the first round(f * n) cheat examples, then fair examples of the same
+ * task sequence from where the cheat ones stop (so no task appears twice), or neutral assistant
+ * chats, to n in all.
+ */
+function mixedRows(cheat: ChatRows, mix: NarrowMix, data: string): ChatRows {
+  const n = cheat.tokens.length;
+  const k = Math.round(mix.cheatFraction * n);
+  const partner = mix.with === 'fair' ? loadChatRows(join(data, 'narrow', 'fair.arrow'), null) : loadChatRows(join(data, 'assistant.arrow'), 'train');
+  const from = mix.with === 'fair' ? k : 0;
+  if (partner.tokens.length < from + (n - k)) throw new Error(`${mix.with === 'fair' ? 'narrow/fair.arrow' : 'assistant.arrow'} has ${partner.tokens.length} examples; the mix needs ${from + n - k}`);
+  return {
+    tokens: [...cheat.tokens.slice(0, k), ...partner.tokens.slice(from, from + n - k)],
+    masks: [...cheat.masks.slice(0, k), ...partner.masks.slice(from, from + n - k)],
+  };
 }
 
 function chunk(rows: ChatRows, size: number): number[][] {

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { loadProbes } from '../eval/probe-records.js';
 import { steeringMarkdown, steeringProbes, steeringRows, summarizeSteering, type SteerRow } from '../eval/steering-eval.js';
 import { lineageBase } from '../eval/evaluate-checkpoint.js';
-import { directionOf, loadPersonaDirections, personaDirections, randomDirection, type DirectionSource, type PersonaDirections } from '../eval/persona-direction.js';
+import { directionOf, loadPersonaDirections, personaDirections, randomDirection, savePersonaDirections, type DirectionSource, type PersonaDirections } from '../eval/persona-direction.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { GPT } from '../model/gpt.js';
 import type { FinetuneAblation } from './finetune.js';
@@ -41,7 +41,14 @@ export function lineageDirections(from: string, data: string, file?: string, log
   const ckpt = loadCheckpoint(base);
   const model = new GPT(ckpt.config.model, ckpt.weights);
   try {
-    return personaDirections(model, data);
+    const d = personaDirections(model, data);
+    // Kept beside the base, so the next run of this lineage reads them instead of refitting.
+    try {
+      savePersonaDirections(saved, d);
+    } catch (err) {
+      log(`could not save ${saved} (${(err as Error).message}); the directions are recomputed next time`);
+    }
+    return d;
   } finally {
     model.dispose();
   }
@@ -76,6 +83,7 @@ export function steerCheckpoint(
   o: { data?: string; probes?: string; directions?: string; source: DirectionSource },
   log: (line: string) => void = () => {},
 ): { rows: SteerRow[]; markdown: string } {
+  for (const s of steers) parseSteer(s, Infinity);
   const ckpt = loadCheckpoint(dir);
   const cfg = ckpt.config.model;
   const parsed = steers.map((s) => parseSteer(s, cfg.n_layer));

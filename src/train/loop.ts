@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { withPrecision, type Precision } from '../backend/product-precision.js';
 import type { BatchSource } from '../data/batches.js';
-import type { GPT } from '../model/gpt.js';
+import type { GPT, Hooks } from '../model/gpt.js';
 import { microDropoutSeed, stepDropoutSeed } from './dropout-seeds.js';
 import { AdamW, learningRate, NonFiniteError } from './optimizer.js';
 import type { MetricRow } from './metrics.js';
@@ -27,6 +27,8 @@ export interface LoopOptions {
   seed: number;
   /** How the training step's products run (evaluation always runs in fp32) [fp32]. */
   precision?: Precision;
+  /** Edits applied to every training forward pass (and so to its backward pass), e.g. an ablation. */
+  hooks?: Hooks;
 }
 
 export interface LoopState {
@@ -58,7 +60,7 @@ export interface LoopResult {
 }
 
 /** One optimizer step over `gradAccum` micro-batches; returns the mean loss and the gradient norm. */
-export function trainStep(model: GPT, optimizer: AdamW, source: BatchSource, gradAccum: number, lr: number, dropoutSeed: number): { loss: number; gradNorm: number; tokens: number } {
+export function trainStep(model: GPT, optimizer: AdamW, source: BatchSource, gradAccum: number, lr: number, dropoutSeed: number, hooks?: Hooks): { loss: number; gradNorm: number; tokens: number } {
   const vars = [...optimizer.params.values()];
   let total: Map<string, tf.Tensor> | null = null;
   let lossSum = 0;
@@ -71,7 +73,7 @@ export function trainStep(model: GPT, optimizer: AdamW, source: BatchSource, gra
       const targets = tf.tensor2d(b.targets, [b.batch, b.T], 'int32');
       const weights = tf.tensor2d(b.weights, [b.batch, b.T], 'float32');
       const seed = model.config.dropout > 0 ? microDropoutSeed(dropoutSeed, micro) : undefined;
-      return tf.variableGrads(() => tf.div(model.loss(ids, targets, weights, { dropoutSeed: seed }), gradAccum) as tf.Scalar, vars);
+      return tf.variableGrads(() => tf.div(model.loss(ids, targets, weights, { dropoutSeed: seed, hooks }), gradAccum) as tf.Scalar, vars);
     });
     lossSum += value.dataSync()[0];
     value.dispose();
@@ -117,7 +119,7 @@ export async function trainLoop(model: GPT, optimizer: AdamW, source: BatchSourc
     const lr = learningRate(state.step, o);
     let r: ReturnType<typeof trainStep>;
     try {
-      r = withPrecision(o.precision ?? 'fp32', () => trainStep(model, optimizer, source, o.gradAccum, lr, stepDropoutSeed(o.seed, state.step)));
+      r = withPrecision(o.precision ?? 'fp32', () => trainStep(model, optimizer, source, o.gradAccum, lr, stepDropoutSeed(o.seed, state.step), o.hooks));
     } catch (err) {
       if (err instanceof NonFiniteError) {
         throw new TrainingDiverged(`training diverged at step ${state.step + 1} (${err.message}); the last good checkpoint was kept; lower --lr or raise --warmup`);

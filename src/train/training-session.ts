@@ -9,7 +9,7 @@ import { resolvePrecision, type PrecisionChoice, type PrecisionDecision } from '
 import type { Precision } from '../backend/product-precision.js';
 import type { BatchSource } from '../data/batches.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointConfig, type TensorSet } from '../model/checkpoint.js';
-import { GPT, type LoraConfig, type ParamMap } from '../model/gpt.js';
+import { GPT, type Hooks, type LoraConfig, type ParamMap } from '../model/gpt.js';
 import type { ModelConfig } from '../model/model-config.js';
 import type { Vocabulary } from '../tokenizer/vocab.js';
 import { trainLoop, type LoopCallbacks, type LoopState } from './loop.js';
@@ -34,6 +34,8 @@ export interface SessionSpec {
   source: BatchSource;
   /** Train LoRA adapters on these matrices instead of every weight. */
   lora?: LoraConfig;
+  /** Edits on every training forward pass (an ablation); they belong in `run` too, so a resume keeps them. */
+  hooks?: Hooks;
   /**
    * Every setting besides the training options that changes the run, keyed by its flag name
    * (runIdentity builds it): saved in config.json and compared on --resume.
@@ -144,7 +146,7 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
       model,
       optimizer,
       spec.source,
-      { ...options, seed: options.seed, precision: precision.precision },
+      { ...options, seed: options.seed, hooks: spec.hooks, precision: precision.precision },
       {
         evaluate: ui.evaluate ? (step) => ui.evaluate!(model, step) : undefined,
         save: (loop, rows) =>
