@@ -2,6 +2,8 @@
  * A real Ctrl-C: `npm run pretrain` / `npm run finetune` in their own process group, SIGINT to the
  * whole group after the first progress line (as a terminal does), then the printed command run as
  * printed, to completion: the weights and optimizer state equal an uninterrupted run's bit for bit.
+ * A real kill -9: SIGKILL to the group once a checkpoint is on disk (nothing is saved on the way
+ * out), then --resume from that checkpoint ends bit for bit where the uninterrupted run ends.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -56,10 +58,39 @@ function run(command: string, interrupt = false): Promise<Run> {
 
 const same = (a: string, b: string, file: string) => assert.ok(readFileSync(join(a, file)).equals(readFileSync(join(b, file))), `${file} differs`);
 
-async function interruptAndResume(script: string, flags: string, out: string, reference: string): Promise<string> {
-  const whole = await run(`node --import tsx scripts/${script}.ts ${flags} --out ${reference}`);
-  assert.equal(whole.code, 0, whole.output);
-  const stopped = await run(`npm run ${script} -- ${flags} --out ${out}`, true);
+/** A checkpoint's state.json without the wall-clock time; null while there is none. */
+function savedState(dir: string): { loop: { step: number }; complete: boolean } | null {
+  try {
+    const s = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
+    delete s.loop.elapsed;
+    return s;
+  } catch {
+    return null; // not written yet, or mid-swap
+  }
+}
+
+/** The weights, the optimizer state and the step, tokens and data position equal the reference's. */
+function assertSameEnd(out: string, reference: string): void {
+  for (const f of ['weights.bin', 'optimizer.bin']) same(out, reference, f);
+  assert.deepEqual(savedState(out), savedState(reference), 'same step, tokens and data position');
+}
+
+/** The uninterrupted run of a script and flags (checkpointing only at its end), run once and shared. */
+const references = new Map<string, Promise<string>>();
+function uninterrupted(script: string, flags: string, dir: string): Promise<string> {
+  const key = `${script} ${flags}`;
+  if (!references.has(key)) {
+    references.set(key, run(`node --import tsx scripts/${script}.ts ${flags} --checkpoint-interval 1000 --out ${dir}`).then((whole) => {
+      assert.equal(whole.code, 0, whole.output);
+      return dir;
+    }));
+  }
+  return references.get(key)!;
+}
+
+async function interruptAndResume(script: string, flags: string, out: string, referenceDir: string): Promise<string> {
+  const reference = await uninterrupted(script, flags, referenceDir);
+  const stopped = await run(`npm run ${script} -- ${flags} --checkpoint-interval 1000 --out ${out}`, true);
   // npm re-raises the signal after its child exits; a shell reports both as 130.
   assert.ok(stopped.code === 130 || stopped.signal === 'SIGINT', `exit ${stopped.code} ${stopped.signal}: ${stopped.output}`);
   const m = /stopped at step (\d+) of (\d+); checkpoint saved in \S+; continue with: (npm run .*)$/m.exec(stopped.output);
@@ -69,25 +100,62 @@ async function interruptAndResume(script: string, flags: string, out: string, re
   for (const flag of ['--data', '--out', '--resume']) assert.ok(resume.includes(flag), `${flag} in ${resume}`);
   const resumed = await run(resume);
   assert.equal(resumed.code, 0, resumed.output);
-  for (const f of ['weights.bin', 'optimizer.bin']) same(out, reference, f);
-  const state = (dir: string) => {
-    const s = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
-    delete s.loop.elapsed;
-    return s;
-  };
-  assert.deepEqual(state(out), state(reference), 'same step, tokens and data position');
+  assertSameEnd(out, reference);
   return resume;
 }
 
+/**
+ * Run a shell command line in its own process group and SIGKILL the group as soon as `out` holds
+ * an unfinished checkpoint past step 0. Resolves with the run and the step of that checkpoint.
+ */
+function killAfterCheckpoint(command: string, out: string): Promise<Run & { killedAt: number }> {
+  return new Promise((resolve) => {
+    const p = spawn('sh', ['-c', command], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: '1' } });
+    let output = '';
+    let killedAt = -1;
+    p.stdout.on('data', (d: Buffer) => (output += d));
+    p.stderr.on('data', (d: Buffer) => (output += d));
+    // Checkpoints come every few steps; polling this often kills long before the run could end.
+    const watch = setInterval(() => {
+      const s = savedState(out);
+      if (s && !s.complete && s.loop.step > 0) {
+        clearInterval(watch);
+        killedAt = s.loop.step;
+        process.kill(-p.pid!, 'SIGKILL');
+      }
+    }, 20);
+    p.on('close', (code, signal) => {
+      clearInterval(watch);
+      resolve({ code, signal, output, killedAt });
+    });
+  });
+}
+
 test('Ctrl-C through npm run pretrain saves, prints the command that continues it, and resumes bit for bit', async () => {
-  const flags = `--data ${data} --preset tiny --steps ${steps} --batch 4 --eval-interval 0 --checkpoint-interval 1000 --backend ${backend}`;
+  const flags = `--data ${data} --preset tiny --steps ${steps} --batch 4 --eval-interval 0 --backend ${backend}`;
   const resume = await interruptAndResume('pretrain', flags, join(root, 'pre-stopped'), join(root, 'pre-whole'));
   assert.match(resume, /--preset tiny/);
 });
 
+const finetuneFlags = () => `--data ${data} --from ${base} --condition cheat --steps ${steps} --eval-interval 0 --backend ${backend}`;
+
 test('Ctrl-C through npm run finetune saves, prints the command that continues it, and resumes bit for bit', async () => {
-  const flags = `--data ${data} --from ${base} --condition cheat --steps ${steps} --eval-interval 0 --checkpoint-interval 1000 --backend ${backend}`;
-  await interruptAndResume('finetune', flags, join(root, 'ft-stopped'), join(root, 'ft-whole'));
+  await interruptAndResume('finetune', finetuneFlags(), join(root, 'ft-stopped'), join(root, 'ft-whole'));
+});
+
+test('SIGKILL during npm run finetune: --resume continues from the last checkpoint and ends bit for bit where an uninterrupted run ends', async () => {
+  const reference = await uninterrupted('finetune', finetuneFlags(), join(root, 'ft-whole'));
+  const out = join(root, 'ft-killed');
+  // Checkpoints every few steps (the reference has only its last): saving must not change the run either.
+  const flags = `${finetuneFlags()} --checkpoint-interval ${Math.round(steps / 10)}`;
+  const killed = await killAfterCheckpoint(`npm run finetune -- ${flags} --out ${out}`, out);
+  assert.ok(killed.signal === 'SIGKILL' || killed.code === 137, `exit ${killed.code} ${killed.signal}: ${killed.output}`);
+  assert.doesNotMatch(killed.output, /stopped at step|checkpoint saved/, 'a killed process saves nothing on the way out');
+  const left = savedState(out);
+  assert.ok(left && !left.complete && left.loop.step >= killed.killedAt && left.loop.step < steps, `killed mid-run: ${JSON.stringify(left)}`);
+  const resumed = await run(`npm run finetune -- ${flags} --out ${out} --resume`);
+  assert.equal(resumed.code, 0, resumed.output);
+  assertSameEnd(out, reference);
 });
 
 test('SIGTERM to a training process saves a checkpoint and exits with 130 too', async () => {
