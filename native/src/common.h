@@ -127,10 +127,7 @@ bool gemm_set_default(int op_case, int engine);
 // oneDNN's implementation name ("brg:avx512_core_amx", ...), prefixed "oneDNN ", or the engine that
 // runs without oneDNN, and for bf16 whether it is emulated. Creates (and caches) the primitive.
 std::string gemm_impl(i64 M, i64 N, i64 K, bool bf16);
-// float32 -> bfloat16 bits, round to nearest even (NaN stays NaN), for n elements.
-void to_bf16(const float* x, uint16_t* y, i64 n);
-// x rounded to bfloat16 and widened back to float32 (the emulated bf16 path).
-void round_bf16(const float* x, float* y, i64 n);
+
 static const int GEMM_CASES = 8;
 
 // ---------------------------------------------------------------- element-wise

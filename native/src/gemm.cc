@@ -101,18 +101,26 @@ static inline uint16_t bf16_bits(float f) {
   u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even
   return (uint16_t)(u >> 16);
 }
-void to_bf16(const float* x, uint16_t* y, i64 n) {
-  par_range(n, EW_GRAIN, [&](i64 lo, i64 hi) {
+static inline void bf16_run(const float* x, uint16_t* y, i64 n) {
 #pragma omp simd
-    for (i64 i = lo; i < hi; i++) y[i] = bf16_bits(x[i]);
-  });
+  for (i64 i = 0; i < n; i++) y[i] = bf16_bits(x[i]);
 }
-void round_bf16(const float* x, float* y, i64 n) {
-  par_range(n, EW_GRAIN, [&](i64 lo, i64 hi) {
+static inline void round_run(const float* x, float* y, i64 n) {
 #pragma omp simd
-    for (i64 i = lo; i < hi; i++) {
-      uint32_t u = (uint32_t)bf16_bits(x[i]) << 16;
-      std::memcpy(&y[i], &u, 4);
+  for (i64 i = 0; i < n; i++) {
+    uint32_t u = (uint32_t)bf16_bits(x[i]) << 16;
+    std::memcpy(&y[i], &u, 4);
+  }
+}
+// Converts a and b as one range over both: one parallel region for a product's two inputs, since
+// each region has to wake the other threads (slow on a loaded machine with passive waiting).
+template <class T, class F>
+static void convert_pair(const float* a, T* qa, i64 na, const float* b, T* qb, i64 nb, F run) {
+  par_range(na + nb, EW_GRAIN, [&](i64 lo, i64 hi) {
+    if (lo < na) run(a + lo, qa + lo, std::min(hi, na) - lo);
+    if (hi > na) {
+      const i64 s = std::max(lo, na) - na;
+      run(b + s, qb + s, hi - na - s);
     }
   });
 }
@@ -210,8 +218,7 @@ static bool gemm_dnnl(const Gemm& g) {
     const i64 na = g.batchA * g.M * g.K, nb = g.batchB * g.K * g.N;
     uint16_t* qa = grow(a16, na);
     uint16_t* qb = grow(b16, nb);
-    to_bf16(g.A, qa, na);
-    to_bf16(g.B, qb, nb);
+    convert_pair(g.A, qa, na, g.B, qb, nb, bf16_run);
     pa = qa;
     pb = qb;
   }
@@ -311,8 +318,7 @@ static int gemm_bf16_emulated(const Gemm& g, int engine) {
   h.bf16 = false;
   float* a = grow(ra, na);
   float* b = grow(rb, nb);
-  round_bf16(g.A, a, na);
-  round_bf16(g.B, b, nb);
+  convert_pair(g.A, a, na, g.B, b, nb, round_run);
   h.A = a;
   h.B = b;
   return run_f32(h, engine);
