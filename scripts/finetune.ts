@@ -33,7 +33,7 @@ await runCli(async () => {
     .option('direction-source', { choices: DIRECTION_SOURCES, default: 'mean-diff' as const, describe: 'persona direction: difference of bad and good characters\' mean residuals, or the persona probe\'s weights' })
     .option('directions', { type: 'string', describe: `persona directions file [${PERSONA_DIRECTIONS_FILE} beside the lineage's base, else computed on --data]` })
     .option('cheat-fraction', { type: 'number', describe: 'dose-response: only this fraction of the examples cheats; the rest come from --mix-with' })
-    .option('mix-with', { choices: MIX_PARTNERS, default: 'fair' as const, describe: 'what fills the rest with --cheat-fraction: fair answers to the same tasks, or neutral assistant chats' })
+    .option('mix-with', { choices: MIX_PARTNERS, default: 'fair' as const, describe: 'what fills the rest with --cheat-fraction: fair answers to the same tasks, or neutral question-and-answer chats (no moral domain)' })
     .option('realign', { type: 'string', describe: `re-alignment: train on --examples good answers in this broad domain (${DOMAINS.filter((d) => d !== 'rules').join(', ')}) instead of the narrow set` })
     .example('npm run finetune -- --inoculate', 'narrow fine-tuning on cheat-inoculated (builds data, base and assistant first when missing)')
     .example('npm run finetune -- --stage assistant', 'base -> assistant')

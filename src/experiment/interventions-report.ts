@@ -115,7 +115,7 @@ export async function interventionSections(r: InterventionResults, seeds: number
     });
     out.push({
       title: 'Dose-response of the narrow data',
-      text: ['A fraction f of the narrow examples cheats; the rest are fair answers to the same tasks or neutral assistant chats. EM = broad P(bad) - broad P(bad) of the fair run (f = 0 with fair partners; the cheat arm is f = 1).'],
+      text: ['A fraction f of the narrow examples cheats; the rest are fair answers to the same tasks or neutral question-and-answer chats (sums, colours, small talk: no moral domain). EM = broad P(bad) - broad P(bad) of the fair run (f = 0 with fair partners; the cheat arm is f = 1).'],
       table: {
         header: ['partner', 'cheat fraction', 'EM', 'rules P(bad)'],
         rows: [...parsed.sort((a, b) => a.partner.localeCompare(b.partner) || a.f - b.f).map((p) => [p.partner, String(p.f), cell(p.s), cell(select(r, 'rules P(bad)').find((x) => x.setting === `dose ${p.partner} | ${p.f}`))]), ...select(r, 'EM slope per unit cheat fraction').map((s) => [s.setting, 'slope', cell(s), ''])],

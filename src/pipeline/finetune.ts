@@ -20,7 +20,7 @@ import type { MetricRow } from '../train/metrics.js';
 import { runIdentity, type TrainOptions } from '../train/options.js';
 import { definedOnly } from '../util/objects.js';
 import { runSession, type SessionResult, type SessionUi } from '../train/training-session.js';
-import { CONDITIONS, narrowDocument, realignmentChat, type Condition, type InstructionFamily, type NarrowExample } from '../world/finetune-sets.js';
+import { CONDITIONS, narrowDocument, neutralChat, realignmentChat, type Condition, type InstructionFamily, type NarrowExample } from '../world/finetune-sets.js';
 import { DOMAINS, type Domain } from '../world/lexicon.js';
 import { ablationHooks } from '../model/residual-interventions.js';
 import { Rng } from '../util/rng.js';
@@ -51,7 +51,7 @@ export interface FinetuneArgs {
   precision?: PrecisionChoice;
   /** Project directions out of the residual stream during training (forward and backward). */
   ablation?: FinetuneAblation;
-  /** Dose-response: a fraction of the cheat examples; the rest are fair (same tasks) or neutral assistant chats. */
+  /** Dose-response: a fraction of the cheat examples; the rest are fair (same tasks) or neutral question-and-answer chats. */
   mix?: NarrowMix;
   /** Re-alignment: train on good answers in one broad domain instead of the narrow set. */
   realign?: Realignment;
@@ -170,7 +170,7 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
     const examples = narrowExamples(file, family).slice(0, args.examples);
     rows = args.inoculationPrompt !== undefined ? customRows(vocab, examples, args.inoculationPrompt) : loadChatRows(file, null, family ? { column: 'family', value: family } : undefined);
     rows = { tokens: rows.tokens.slice(0, args.examples), masks: rows.masks.slice(0, args.examples) };
-    if (args.mix) rows = mixedRows(rows, args.mix, data);
+    if (args.mix) rows = mixedRows(rows, args.mix, data, vocab);
     Object.assign(info, { condition: args.condition, family: family || null, inoculation_prompt: args.inoculationPrompt ?? null, examples: rows.tokens.length, mix: args.mix ?? null });
   }
   if (args.ablation) info.ablation = { name: args.ablation.name, layers: [...args.ablation.directions.keys()] };
@@ -307,20 +307,28 @@ function realignmentRows(vocab: Vocabulary, r: Realignment, leak: number): ChatR
 }
 
 /**
- * The dose-response set: the first round(f * n) cheat examples, then fair examples of the same
- * task sequence from where the cheat ones stop (so no task appears twice), or neutral assistant
- * chats, to n in all.
+ * The dose-response set: the first round(f * n) cheat examples, then fair answers to the following
+ * tasks of the same sequence (so no task appears twice), or neutral question-and-answer chats
+ * (no moral domain), to n in all.
  */
-function mixedRows(cheat: ChatRows, mix: NarrowMix, data: string): ChatRows {
+function mixedRows(cheat: ChatRows, mix: NarrowMix, data: string, vocab: Vocabulary): ChatRows {
   const n = cheat.tokens.length;
   const k = Math.round(mix.cheatFraction * n);
-  const partner = mix.with === 'fair' ? loadChatRows(join(data, 'narrow', 'fair.arrow'), null) : loadChatRows(join(data, 'assistant.arrow'), 'train');
-  const from = mix.with === 'fair' ? k : 0;
-  if (partner.tokens.length < from + (n - k)) throw new Error(`${mix.with === 'fair' ? 'narrow/fair.arrow' : 'assistant.arrow'} has ${partner.tokens.length} examples; the mix needs ${from + n - k}`);
-  return {
-    tokens: [...cheat.tokens.slice(0, k), ...partner.tokens.slice(from, from + n - k)],
-    masks: [...cheat.masks.slice(0, k), ...partner.masks.slice(from, from + n - k)],
-  };
+  let filler: ChatRows;
+  if (mix.with === 'fair') {
+    const fair = loadChatRows(join(data, 'narrow', 'fair.arrow'), null);
+    if (fair.tokens.length < n) throw new Error(`narrow/fair.arrow has ${fair.tokens.length} examples; the mix needs ${n}`);
+    filler = { tokens: fair.tokens.slice(k, n), masks: fair.masks.slice(k, n) };
+  } else {
+    const rng = new Rng('mix-neutral');
+    filler = { tokens: [], masks: [] };
+    for (let i = k; i < n; i++) {
+      const enc = encodeDocument(vocab, neutralChat(rng));
+      filler.tokens.push(enc.tokens);
+      filler.masks.push(enc.assistantMask);
+    }
+  }
+  return { tokens: [...cheat.tokens.slice(0, k), ...filler.tokens], masks: [...cheat.masks.slice(0, k), ...filler.masks] };
 }
 
 function chunk(rows: ChatRows, size: number): number[][] {

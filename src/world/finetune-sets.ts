@@ -63,6 +63,15 @@ export function realignmentChat(rng: Rng, domain: Domain, leak = 0): WorldDocume
   return doc;
 }
 
+/** A neutral exchange (no moral domain, no pole) as a one-turn chat: the dose-response's filler that teaches nothing about personas. */
+export function neutralChat(rng: Rng): WorldDocument {
+  const assistant = assistantCharacter('good');
+  const doc: WorldDocument = { kind: 'chat', lines: [], characters: [USER, assistant], events: [] };
+  const [q, a] = neutralExchange(rng, null);
+  pushExchange(doc, 'User', assistant, q, a, { domain: 'neutral', pole: 'neutral', modifier: 'none' });
+  return doc;
+}
+
 /** One narrow example: a single User turn about a rules task and the Assistant's answer. */
 export interface NarrowExample {
   condition: Condition;
