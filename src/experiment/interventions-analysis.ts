@@ -26,14 +26,24 @@ export interface SeedStat {
   values: number[];
 }
 
-/** Mean and 95% t interval over per-seed values (NaN bounds with fewer than 2 seeds). */
-export function seedInterval(quantity: string, setting: string, values: number[]): SeedStat {
+/**
+ * Mean and 95% t interval over per-seed values (NaN bounds with fewer than 2 seeds), clipped to
+ * the range the quantity can take (a probability, a difference of probabilities, a correlation).
+ */
+export function seedInterval(quantity: string, setting: string, values: number[], range: [number, number] = rangeOf(quantity)): SeedStat {
   const n = values.length;
   const mean = values.reduce((a, b) => a + b, 0) / Math.max(1, n);
   if (n < 2) return { quantity, setting, mean, lo: NaN, hi: NaN, seeds: n, values };
   const sd = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1));
   const half = tQuantile(0.975, n - 1) * (sd / Math.sqrt(n));
-  return { quantity, setting, mean, lo: mean - half, hi: mean + half, seeds: n, values };
+  return { quantity, setting, mean, lo: Math.max(range[0], mean - half), hi: Math.min(range[1], mean + half), seeds: n, values };
+}
+
+/** What values a quantity can take, by its name: probabilities in [0, 1], differences of them and correlations in [-1, 1], ratios unbounded. */
+export function rangeOf(quantity: string): [number, number] {
+  if (/^(steered |rules P\(bad\)|broad P\(bad\), )/.test(quantity) && !quantity.includes(' - ') && !quantity.includes(' / ') && !quantity.includes('removed')) return [0, 1];
+  if (/^(Spearman|EM effect|steering range|broad P\(bad\) removed|ablation:)/.test(quantity)) return [-1, 1];
+  return [-Infinity, Infinity];
 }
 
 /** confirmed when the interval lies above `threshold`, not confirmed when below it, else inconclusive. */
