@@ -341,16 +341,19 @@ export function definitions(grid: Grid): StatDef[] {
   return defs;
 }
 
-/** Statistics that are probabilities or rates. */
+/** Statistics that are probabilities or rates: in [0, 1]. */
 const BOUNDED = new Set(['broad_p_bad', 'narrow_p_bad', 'narrow_sampled_cheat_rate', 'persona_score', 'broad_sampled_bad', 'broad_sampled_coherent']);
+/** Statistics that are differences of two probabilities: in [-1, 1]. */
+const DIFFERENCES = new Set(['em_effect', 'persona_em', 'instruction_frame_em', 'generic_em', 'em_beyond_null', 'lexical_em']);
 
 /** Every statistic with its interval; efficacy is flagged unreported where the EM effect's interval reaches 0. */
 export function aggregate(grid: Grid, replicates = 400, seed = 'experiment'): Stat[] {
   const stats = estimate(grid, definitions(grid), { replicates, seed });
   // Probabilities and rates cannot leave [0, 1]: their intervals are clipped to it.
   for (const s of stats) {
-    if (!BOUNDED.has(s.metric)) continue;
-    s.lo = Math.max(0, s.lo);
+    const floor = BOUNDED.has(s.metric) ? 0 : DIFFERENCES.has(s.metric) ? -1 : null;
+    if (floor === null) continue;
+    s.lo = Math.max(floor, s.lo);
     s.hi = Math.min(1, s.hi);
   }
   const em = new Map(stats.filter((s) => s.metric === 'em_effect' && s.group === 'all').map((s) => [key(s.world, s.examples, s.step), s]));
