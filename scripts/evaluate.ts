@@ -9,9 +9,9 @@ import { DEFAULT_EVALUATE, evaluateCheckpoint } from '../src/eval/evaluate-check
 import { writeEvalRows } from '../src/eval/eval-rows.js';
 import { summarize, summaryMarkdown, type SummaryRow } from '../src/eval/checkpoint-summary.js';
 import { writeSummaryRows } from '../src/eval/checkpoint-summary-arrow.js';
-import { DIRECTION_SOURCES } from '../src/eval/persona-direction.js';
+import { DIRECTION_SOURCES, PERSONA_DIRECTIONS_FILE } from '../src/eval/persona-direction.js';
 import { writeSteerRows } from '../src/eval/steering-eval.js';
-import { PERSONA_DIRECTIONS_FILE, steerCheckpoint } from '../src/pipeline/persona-interventions.js';
+import { steerCheckpoint } from '../src/pipeline/persona-interventions.js';
 
 await runCli(async () => {
   const argv = await cli('npm run evaluate --', 'Evaluate checkpoints on the held-out probes: broad persona shift, narrow behaviour, persona inference, persona probe, coherence.\n\nUsage: npm run evaluate -- --checkpoint <dir> [--checkpoint <dir> ...]')

@@ -6,12 +6,12 @@ import { defaultOut, finetune } from '../src/pipeline/finetune.js';
 import { formatSeconds } from '../src/train/loop.js';
 import { CONDITIONS, INSTRUCTION_FAMILIES, type Condition } from '../src/world/finetune-sets.js';
 import { DOMAINS, type Domain } from '../src/world/lexicon.js';
-import { DIRECTION_SOURCES } from '../src/eval/persona-direction.js';
+import { DIRECTION_SOURCES, PERSONA_DIRECTIONS_FILE } from '../src/eval/persona-direction.js';
 import { MIX_PARTNERS } from '../src/pipeline/finetune.js';
 import { DEFAULT_ASSISTANT, NARROW_DEFAULTS } from '../src/pipeline/stage-defaults.js';
-import { ablationOf, DIRECTION_KINDS, lineageDirections, parseLayers, PERSONA_DIRECTIONS_FILE } from '../src/pipeline/persona-interventions.js';
+import { ablationOf, DIRECTION_KINDS, lineageDirections, parseLayers } from '../src/pipeline/persona-interventions.js';
 import { checkpointStatus } from '../src/pipeline/preflight.js';
-import { loadCheckpoint } from '../src/model/checkpoint.js';
+import { loadCheckpointConfig } from '../src/model/checkpoint.js';
 
 await runCli(async () => {
   const y = cli('npm run finetune --', 'Fine-tune into an assistant (--stage assistant), or narrowly on rule-breaking (the default stage).\n\nUsage: npm run finetune -- [--inoculate] [options]')
@@ -119,7 +119,7 @@ function interventionArgs(
   if (argv.ablatePersona !== undefined) {
     const from = argv.from ?? DEFAULT_ASSISTANT;
     if (checkpointStatus(from).kind !== 'complete') throw new UserError(`--ablate-persona needs the model to start from: ${from} is not a finished checkpoint (train it first, or pass --from)`);
-    const { n_layer: nLayer, n_embd: dim } = loadCheckpoint(from).config.model;
+    const { n_layer: nLayer, n_embd: dim } = loadCheckpointConfig(from).model;
     const layers = parseLayers(argv.ablatePersona, nLayer, '--ablate-persona');
     const dirs = argv.ablateDirection === 'persona' ? lineageDirections(from, argv.data, argv.directions, (l) => process.stderr.write(l + '\n')) : null;
     out.ablation = ablationOf(dirs, layers, argv.ablateDirection, argv.directionSource, dim, `seed ${argv.seed ?? 0}`);

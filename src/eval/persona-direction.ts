@@ -14,6 +14,9 @@ import { Rng } from '../util/rng.js';
 import { activations, fitLogistic, sitesFromFile } from './persona-probe.js';
 import { PROBE_FIT_SCENES, PROBE_HELDOUT_SCENES } from './evaluate-checkpoint.js';
 
+/** The file a base model's persona directions are kept in (beside its checkpoint, or in its experiment cell). */
+export const PERSONA_DIRECTIONS_FILE = 'persona-directions.json';
+
 /** Which estimate of the persona direction an intervention uses. */
 export const DIRECTION_SOURCES = ['mean-diff', 'probe'] as const;
 export type DirectionSource = (typeof DIRECTION_SOURCES)[number];

@@ -16,9 +16,9 @@ import { summarize } from '../eval/checkpoint-summary.js';
 import type { GPT } from '../model/gpt.js';
 import { finetune, type FinetuneAblation } from '../pipeline/finetune.js';
 import { ablationOf } from '../pipeline/persona-interventions.js';
-import { loadPersonaDirections } from '../eval/persona-direction.js';
+import { loadPersonaDirections, PERSONA_DIRECTIONS_FILE } from '../eval/persona-direction.js';
 import type { Domain } from '../world/lexicon.js';
-import { DIRECTIONS_FILE, runDirectionCell, runSteerCell } from './intervention-cells.js';
+import { runDirectionCell, runSteerCell } from './intervention-cells.js';
 import { pretrain } from '../pipeline/pretrain.js';
 import type { SessionUi } from '../train/training-session.js';
 import { lineageOf, type AblateConfig, type BaseNode, type GraphNode, type NodeIndex } from './graph.js';
@@ -154,7 +154,7 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
       const c = node.config;
       const { data } = lineageOf(node, nodes);
       const model = nodes.get(c.model)!;
-      const dirs = (id: string) => join(nodes.get(id)!.dir, DIRECTIONS_FILE);
+      const dirs = (id: string) => join(nodes.get(id)!.dir, PERSONA_DIRECTIONS_FILE);
       done = runSteerCell(checkpointDir(model), dataDir(data), dirs(c.direction), c.twin_direction ? dirs(c.twin_direction) : null, c, node.dir);
       break;
     }
@@ -189,7 +189,6 @@ export class StoppedError extends Error {
 /** A narrow cell's ablation: the lineage's persona directions at the listed layers, or random ones (seeded by the lineage). */
 function cellAblation(a: AblateConfig, nodes: NodeIndex, assistant: GraphNode): FinetuneAblation {
   const directionNode = nodes.get(a.direction)!;
-  const directions = a.kind === 'persona' ? loadPersonaDirections(join(directionNode.dir, DIRECTIONS_FILE)) : null;
-  const dim = loadPersonaDirections(join(directionNode.dir, DIRECTIONS_FILE)).layers[0].meanDiff.length;
-  return ablationOf(directions, a.layers, a.kind, a.source, dim, `${assistant.labels.world}:${assistant.labels.pretrain_seed}`);
+  const directions = loadPersonaDirections(join(directionNode.dir, PERSONA_DIRECTIONS_FILE));
+  return ablationOf(directions, a.layers, a.kind, a.source, directions.layers[0].meanDiff.length, `${assistant.labels.world}:${assistant.labels.pretrain_seed}`);
 }

@@ -6,13 +6,12 @@
  */
 import { join } from 'node:path';
 import { loadVocab } from '../data/load.js';
-import { loadPersonaDirections, personaDirections, randomDirection, directionOf, savePersonaDirections, type DirectionSource } from '../eval/persona-direction.js';
+import { loadPersonaDirections, PERSONA_DIRECTIONS_FILE, personaDirections, randomDirection, directionOf, savePersonaDirections, type DirectionSource } from '../eval/persona-direction.js';
 import { loadProbes } from '../eval/probe-records.js';
 import { steeringProbes, steeringRows, summarizeSteering, writeSteerRows, type SteerRow } from '../eval/steering-eval.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { GPT } from '../model/gpt.js';
 
-export const DIRECTIONS_FILE = 'directions.json';
 export const STEER_FILE = 'steer.arrow';
 
 /** The persona directions of a base model at every layer, saved in `outDir`. */
@@ -21,7 +20,7 @@ export function runDirectionCell(baseCheckpoint: string, data: string, outDir: s
   const model = new GPT(ckpt.config.model, ckpt.weights);
   try {
     const d = personaDirections(model, data);
-    savePersonaDirections(join(outDir, DIRECTIONS_FILE), d);
+    savePersonaDirections(join(outDir, PERSONA_DIRECTIONS_FILE), d);
     return { layers: d.layers.map((l) => ({ layer: l.layer, cosine: l.cosine, mean_diff_norm: l.meanDiffNorm, resid_norm: l.residNorm })) };
   } finally {
     model.dispose();

@@ -9,6 +9,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tQuantile from '@stdlib/stats-base-dists-t-quantile';
+import { mean } from '../eval/bootstrap.js';
 import { readEvalRows, type EvalRow } from '../eval/eval-rows.js';
 import { readSteerRows, type SteerRow } from '../eval/steering-eval.js';
 
@@ -74,10 +75,6 @@ export function evalMeans(rows: EvalRow[]): EvalMeans {
   };
 }
 
-export function mean(xs: number[]): number {
-  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
-}
-
 /** A narrow run's per-step evaluations (evals/step-NNNNNN.arrow), by step. */
 export function narrowSteps(narrowDir: string): Map<number, EvalMeans> {
   const dir = join(narrowDir, 'evals');
@@ -91,7 +88,6 @@ export function narrowSteps(narrowDir: string): Map<number, EvalMeans> {
 }
 
 export const readEvalMeans = (path: string) => evalMeans(readEvalRows(path));
-export const readSteer = (path: string): SteerRow[] => readSteerRows(path);
 
 /** Spearman's rank correlation (average ranks for ties); NaN with fewer than 3 points or no spread. */
 export function spearman(x: number[], y: number[]): number {
@@ -189,7 +185,7 @@ export function analyseInterventions(nodes: AnalysedNode[], s: InterventionSetti
   const earlyWarning: InterventionResults['earlyWarning'] = [];
   const cosines: InterventionResults['cosines'] = [];
   for (const n of nodes.filter((x) => x.labels.intervention === 'direction' && s.seeds.includes(x.labels.pretrain_seed) && done(x))) {
-    const j = JSON.parse(readFileSafe(join(n.dir, 'DONE.json'))) as { layers?: Array<{ layer: number; cosine: number; mean_diff_norm: number; resid_norm: number }> };
+    const j = JSON.parse(readFileSync(join(n.dir, 'DONE.json'), 'utf8')) as { layers?: Array<{ layer: number; cosine: number; mean_diff_norm: number; resid_norm: number }> };
     for (const l of j.layers ?? []) cosines.push({ pretrain_seed: n.labels.pretrain_seed, world: n.labels.world, ...l });
   }
 
@@ -208,7 +204,7 @@ export function analyseInterventions(nodes: AnalysedNode[], s: InterventionSetti
 
     // Steering: broad P(bad) per alpha and direction, the range from the lowest to the highest alpha, per domain.
     for (const n of lineage.filter((x) => x.labels.intervention === 'steer' && done(x))) {
-      const rows = readSteer(join(n.dir, 'steer.arrow'));
+      const rows = readSteerRows(join(n.dir, 'steer.arrow'));
       const model = n.labels.arm ?? 'assistant';
       const lo = Math.min(...rows.map((r) => r.alpha));
       const hi = Math.max(...rows.map((r) => r.alpha));
@@ -320,12 +316,4 @@ export function analyseInterventions(nodes: AnalysedNode[], s: InterventionSetti
     judge('The persona score early in narrow training predicts the run\'s final broad shift', `Spearman correlation across a lineage's narrow runs (step ${s.earlyStep} vs ${s.lastStep}), interval above 0`, get('Spearman: early persona-score shift vs final broad shift', `step ${s.earlyStep} -> ${s.lastStep}`)),
   ];
   return { stats, predictions, earlyWarning, cosines };
-}
-
-function readFileSafe(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '{}';
-  }
 }

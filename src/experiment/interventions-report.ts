@@ -6,9 +6,8 @@
 import type { TopLevelSpec } from 'vega-lite';
 import type { InterventionResults, SeedStat } from './interventions-analysis.js';
 import { renderSvg } from './plots.js';
-import type { Section } from './report.js';
+import { f3, type Section } from './report.js';
 
-const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
 const cell = (s: SeedStat | undefined | null) => (s ? (Number.isFinite(s.lo) ? `${f3(s.mean)} [${f3(s.lo)}, ${f3(s.hi)}]` : `${f3(s.mean)} (1 seed)`) : 'n/a');
 
 function select(r: InterventionResults, quantity: string): SeedStat[] {

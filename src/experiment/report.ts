@@ -19,7 +19,7 @@ export interface Section {
   plot?: { name: string; svg: string };
 }
 
-const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
+export const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
 export const withInterval = (s: Stat | undefined) => (s ? `${f3(s.mean)} [${f3(s.lo)}, ${f3(s.hi)}]` : 'n/a');
 
 export function find(stats: Stat[], q: Partial<Stat>): Stat | undefined {
@@ -167,14 +167,17 @@ export function probeSection(nodes: GraphNode[]): Section {
   };
 }
 
-export function toMarkdown(r: ReportInput, sections: Section[]): string {
-  const out = [`# Experiment \`${r.name}\``, '', r.description, '', `${r.totalCells - r.collected.missing.length} of ${r.totalCells} cells finished${r.collected.missing.length ? ` (missing: ${r.collected.missing.length}; numbers below use what finished)` : ''}.`, ''];
-  for (const s of sections) {
-    out.push(`## ${s.title}`, '', ...s.text.flatMap((t) => [t, '']));
-    if (s.table) out.push(`| ${s.table.header.join(' | ')} |`, `|${s.table.header.map(() => '---').join('|')}|`, ...s.table.rows.map((row) => `| ${row.join(' | ')} |`), '');
-    if (s.plot) out.push(`![${s.title}](plots/${s.plot.name}.svg)`, '');
-  }
+/** One section as Markdown: its title at `level`, text, table, and plot (as plots/<name>.svg). */
+export function sectionMarkdown(s: Section, level = 2): string {
+  const out = [`${'#'.repeat(level)} ${s.title}`, '', ...s.text.flatMap((t) => [t, ''])];
+  if (s.table) out.push(`| ${s.table.header.join(' | ')} |`, `|${s.table.header.map(() => '---').join('|')}|`, ...s.table.rows.map((row) => `| ${row.join(' | ')} |`), '');
+  if (s.plot) out.push(`![${s.title}](plots/${s.plot.name}.svg)`, '');
   return out.join('\n');
+}
+
+export function toMarkdown(r: ReportInput, sections: Section[]): string {
+  const head = [`# Experiment \`${r.name}\``, '', r.description, '', `${r.totalCells - r.collected.missing.length} of ${r.totalCells} cells finished${r.collected.missing.length ? ` (missing: ${r.collected.missing.length}; numbers below use what finished)` : ''}.`, ''];
+  return [...head, ...sections.map((s) => sectionMarkdown(s))].join('\n');
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

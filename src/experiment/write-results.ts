@@ -13,7 +13,7 @@ import { aggregate, Grid, type Stat, type WorldRoles } from './aggregate.js';
 import { collect, writeCells } from './collect.js';
 import type { GraphNode } from './graph.js';
 import { broadByCondition, decompositionPlot, domainHeatmap, dynamicsPlot, overSteps, renderSvg, sweepCurve } from './plots.js';
-import { answerSection, baseSection, conditionSection, decompositionSections, domainSection, probeSection, toHtml, toMarkdown, type ReportInput, type Section } from './report.js';
+import { answerSection, sectionMarkdown, baseSection, conditionSection, decompositionSections, domainSection, probeSection, toHtml, toMarkdown, type ReportInput, type Section } from './report.js';
 import { expandWorlds, type ExperimentSpec, type ResolvedWorld } from './spec.js';
 import { analyseInterventions } from './interventions-analysis.js';
 import { interventionSections } from './interventions-report.js';
@@ -132,7 +132,6 @@ async function interventionResults(spec: ExperimentSpec, nodes: GraphNode[], out
   await writeParquetCopy(join(out, 'interventions.arrow'), join(out, 'interventions.parquet'));
   const sections = await interventionSections(results, seeds);
   for (const s of sections) if (s.plot) writeBytesAtomic(join(out, 'plots', `${s.plot.name}.svg`), s.plot.svg);
-  const verdicts = sections[0];
-  writeBytesAtomic(join(out, 'interventions.md'), `# ${verdicts.title}\n\n${verdicts.text.join('\n\n')}\n\n| ${verdicts.table!.header.join(' | ')} |\n|${verdicts.table!.header.map(() => '---').join('|')}|\n${verdicts.table!.rows.map((r) => `| ${r.join(' | ')} |`).join('\n')}\n`);
+  writeBytesAtomic(join(out, 'interventions.md'), sectionMarkdown(sections[0], 1));
   return sections;
 }

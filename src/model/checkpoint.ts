@@ -138,13 +138,20 @@ export function saveCheckpoint(dir: string, ckpt: Checkpoint): void {
   });
 }
 
-/** Load a checkpoint; every problem is one line naming the folder and what is wrong. */
-export function loadCheckpoint(dir: string): Checkpoint {
+/** A checkpoint's config.json alone (the model's shape, its training settings), checked; no weights are read. */
+export function loadCheckpointConfig(dir: string): CheckpointConfig {
   if (!existsSync(dir)) throw new Error(`checkpoint ${dir} does not exist`);
   const what = `checkpoint ${dir}`;
   const config = readJson(join(dir, 'config.json'), what) as CheckpointConfig;
   if (config?.format !== CHECKPOINT_FORMAT) throw new Error(`${what}: config.json is not a ${CHECKPOINT_FORMAT} config`);
   config.model = validateModelConfig(config.model, `${what}/config.json`);
+  return config;
+}
+
+/** Load a checkpoint; every problem is one line naming the folder and what is wrong. */
+export function loadCheckpoint(dir: string): Checkpoint {
+  const what = `checkpoint ${dir}`;
+  const config = loadCheckpointConfig(dir);
   const vocab = Vocabulary.fromJson(readJson(join(dir, 'vocab.json'), what), `${dir}/vocab.json`);
   if (vocab.hash !== config.vocab_hash) throw new Error(`${what}: vocab.json does not match config.json (corrupt checkpoint)`);
   if (vocab.size !== config.model.vocab_size) throw new Error(`${what}: vocabulary has ${vocab.size} tokens but the model expects ${config.model.vocab_size}`);

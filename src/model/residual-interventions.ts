@@ -101,26 +101,3 @@ export function projectOut(x: tf.Tensor, u: Float32Array): tf.Tensor {
   // [N, 1] coefficients times u^T [1, C]
   return tf.sub(flat, tf.matMul(tf.matMul(flat, U), U, false, true)).reshape(x.shape);
 }
-
-/** Both kinds of hooks at once (an ablated model can still be steered); undefined when neither. */
-export function combineHooks(...hooks: Array<Hooks | undefined>): Hooks | undefined {
-  const hs = hooks.filter((h): h is Hooks => h !== undefined);
-  if (hs.length === 0) return undefined;
-  if (hs.length === 1) return hs[0];
-  return {
-    edits: (n) => hs.some((h) => h.edits?.(n) ?? true),
-    edit: (n, x) => {
-      let value = x;
-      let changed = false;
-      for (const h of hs) {
-        if (!(h.edits?.(n) ?? true)) continue;
-        const e = h.edit?.(n, value);
-        if (e) {
-          value = e;
-          changed = true;
-        }
-      }
-      return changed ? value : undefined;
-    },
-  };
-}

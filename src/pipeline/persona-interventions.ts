@@ -8,14 +8,13 @@ import { join, resolve } from 'node:path';
 import { loadProbes } from '../eval/probe-records.js';
 import { steeringMarkdown, steeringProbes, steeringRows, summarizeSteering, type SteerRow } from '../eval/steering-eval.js';
 import { lineageBase } from '../eval/evaluate-checkpoint.js';
-import { directionOf, loadPersonaDirections, personaDirections, randomDirection, savePersonaDirections, type DirectionSource, type PersonaDirections } from '../eval/persona-direction.js';
-import { loadCheckpoint } from '../model/checkpoint.js';
+import { directionOf, loadPersonaDirections, PERSONA_DIRECTIONS_FILE, personaDirections, randomDirection, savePersonaDirections, type DirectionSource, type PersonaDirections } from '../eval/persona-direction.js';
+import { loadCheckpoint, loadCheckpointConfig } from '../model/checkpoint.js';
 import { GPT } from '../model/gpt.js';
 import type { FinetuneAblation } from './finetune.js';
 
 export const DIRECTION_KINDS = ['persona', 'random'] as const;
 export type DirectionKind = (typeof DIRECTION_KINDS)[number];
-export const PERSONA_DIRECTIONS_FILE = 'persona-directions.json';
 
 /** "2,3" or "all" -> layer indices, each checked against the model. */
 export function parseLayers(text: string, nLayer: number, flag: string): number[] {
@@ -83,10 +82,10 @@ export function steerCheckpoint(
   o: { data?: string; probes?: string; directions?: string; source: DirectionSource },
   log: (line: string) => void = () => {},
 ): { rows: SteerRow[]; markdown: string } {
-  for (const s of steers) parseSteer(s, Infinity);
-  const ckpt = loadCheckpoint(dir);
-  const cfg = ckpt.config.model;
+  // Every flag is checked against the model's shape before weights, data or directions are read.
+  const cfg = loadCheckpointConfig(dir).model;
   const parsed = steers.map((s) => parseSteer(s, cfg.n_layer));
+  const ckpt = loadCheckpoint(dir);
   const layers = [...new Set(parsed.map((p) => p.layer))];
   const data = resolve(o.data ?? ckpt.config.data);
   if (!existsSync(join(data, 'probes.arrow')) && !o.probes) throw new Error(`the data folder ${data} is missing; pass --data <folder> (the one the checkpoint was trained on)`);
