@@ -57,20 +57,27 @@ export function assistantSites(vocab: Vocabulary, n = 48): ActivationSite[] {
   });
 }
 
+/**
+ * Sites as a batch: ids [B, T] right-padded, and the flat position (b * T + t) of each site's last
+ * token. A site deeper than the context keeps the last block_size tokens before it. Shared with
+ * the browser's asynchronous reader.
+ */
+export function siteBatch(sites: ActivationSite[], blockSize: number): { ids: Int32Array; B: number; T: number; positions: Int32Array } {
+  const chunk = sites.map((s) => (s.tokens.length > blockSize ? s.tokens.subarray(s.tokens.length - blockSize) : s.tokens));
+  const T = Math.max(...chunk.map((c) => c.length));
+  const ids = new Int32Array(chunk.length * T);
+  chunk.forEach((c, b) => ids.set(c, b * T));
+  return { ids, B: chunk.length, T, positions: Int32Array.from(chunk, (c, b) => b * T + c.length - 1) };
+}
+
 /** Residual activations [n, C] at each site's last token. */
 export function activations(model: GPT, sites: ActivationSite[], layer: number, batchSize = 32): Float32Array {
   const C = model.config.n_embd;
-  const T = model.config.block_size;
   const hook = `blocks.${layer}.hook_resid_post`;
   const out = new Float32Array(sites.length * C);
   for (let i = 0; i < sites.length; i += batchSize) {
-    // A site deeper than the context keeps the last block_size tokens before it.
-    const chunk = sites.slice(i, i + batchSize).map((s) => (s.tokens.length > T ? s.tokens.subarray(s.tokens.length - T) : s.tokens));
-    const len = Math.max(...chunk.map((c) => c.length));
-    const ids = new Int32Array(chunk.length * len);
-    chunk.forEach((c, b) => ids.set(c, b * len));
-    const positions = Int32Array.from(chunk, (c, b) => b * len + c.length - 1);
-    const { logits, cache } = model.inspect(tf.tensor2d(ids, [chunk.length, len], 'int32'), { capture: (n) => n === hook });
+    const { ids, B, T, positions } = siteBatch(sites.slice(i, i + batchSize), model.config.block_size);
+    const { logits, cache } = model.inspect(tf.tensor2d(ids, [B, T], 'int32'), { capture: (n) => n === hook });
     const acts = tidyValues(() => tf.gather(cache.get(hook)!.reshape([-1, C]), tf.tensor1d(positions, 'int32')));
     out.set(acts, i * C);
     tf.dispose([logits, ...cache.values()]);

@@ -24,28 +24,67 @@ export interface Score {
 }
 
 /**
+ * Right-padded ids [B, T] for sequences, and the flat positions (b * T + p) to read the head at.
+ * The position list is padded too (with position 0) so the head's product keeps a steady shape.
+ * Shared by every reader of the model's logits (here, and the browser's asynchronous one).
+ */
+export function paddedBatch(seqs: number[][], want: number[][], blockSize: number): { ids: Int32Array; B: number; T: number; positions: Int32Array } {
+  const T = bucketLength(Math.max(...seqs.map((s) => s.length)), blockSize);
+  const ids = new Int32Array(seqs.length * T).fill(PAD);
+  seqs.forEach((s, b) => ids.set(s, b * T));
+  const flat = want.flatMap((ps, b) => ps.map((p) => b * T + p));
+  const positions = new Int32Array(Math.ceil(flat.length / 64) * 64);
+  positions.set(flat);
+  return { ids, B: seqs.length, T, positions };
+}
+
+/**
  * Run the model on right-padded sequences and return the logits at the requested positions
  * (per sequence, indices into it) as one flat array [sum of positions, V]. With `steer`, the
  * residual is steered at exactly those positions (where the scored tokens are predicted).
  */
 function logitsAt(model: GPT, seqs: number[][], want: number[][], steer?: Steering): Float32Array {
-  const T = bucketLength(Math.max(...seqs.map((s) => s.length)), model.config.block_size);
-  const ids = new Int32Array(seqs.length * T).fill(PAD);
-  seqs.forEach((s, b) => ids.set(s, b * T));
-  const flat = want.flatMap((ps, b) => ps.map((p) => b * T + p));
-  // Pad the position list too (with position 0) so the head's product keeps a steady shape.
-  const positions = new Int32Array(Math.ceil(flat.length / 64) * 64);
-  positions.set(flat);
-  const hooks = steer ? steeringHooks(steer, positionsMask(want, T), seqs.length, T, model.config.n_layer) : undefined;
-  return tidyValues(() => model.logitsAt(tf.tensor2d(ids, [seqs.length, T], 'int32'), positions, { hooks }));
+  const { ids, B, T, positions } = paddedBatch(seqs, want, model.config.block_size);
+  const hooks = steer ? steeringHooks(steer, positionsMask(want, T), B, T, model.config.n_layer) : undefined;
+  return tidyValues(() => model.logitsAt(tf.tensor2d(ids, [B, T], 'int32'), positions, { hooks }));
 }
 
-function logSumExp(row: Float32Array, start: number, n: number): number {
+export function logSumExp(row: Float32Array, start: number, n: number): number {
   let max = -Infinity;
   for (let i = 0; i < n; i++) max = Math.max(max, row[start + i]);
   let sum = 0;
   for (let i = 0; i < n; i++) sum += Math.exp(row[start + i] - max);
   return max + Math.log(sum);
+}
+
+/**
+ * A batch of scoring items as the model reads them: each context + continuation clipped to its
+ * last block_size + 1 tokens, the input (all but the last token), and the positions whose
+ * outputs predict the continuation (the output at p predicts token p + 1).
+ */
+export function scoringLayout(items: ScoreItem[], blockSize: number): { seqs: number[][]; inputs: number[][]; want: number[][] } {
+  const maxLen = blockSize + 1;
+  const seqs = items.map((it) => {
+    if (it.continuation.length === 0) throw new Error('cannot score an empty continuation');
+    if (it.continuation.length >= maxLen) throw new Error(`continuation of ${it.continuation.length} tokens does not fit the context of ${blockSize}`);
+    const full = [...Array.from(it.context), ...Array.from(it.continuation)];
+    return full.slice(Math.max(0, full.length - maxLen));
+  });
+  const want = items.map((it, b) => Array.from({ length: it.continuation.length }, (_, k) => seqs[b].length - 1 - it.continuation.length + k));
+  return { seqs, inputs: seqs.map((s) => s.slice(0, -1)), want };
+}
+
+/** Each continuation's summed log-probability from the logits [sum of positions, V] read at `want`. */
+export function scoresFromLogits(logits: Float32Array, seqs: number[][], want: number[][], V: number): Score[] {
+  let row = 0;
+  return want.map((ps, b) => {
+    let sum = 0;
+    for (const pos of ps) {
+      const start = row++ * V;
+      sum += logits[start + seqs[b][pos + 1]] - logSumExp(logits, start, V);
+    }
+    return { sum, count: ps.length, mean: sum / ps.length };
+  });
 }
 
 /**
@@ -55,30 +94,10 @@ function logSumExp(row: Float32Array, start: number, n: number): number {
  * token, e.g. the colon of "Assistant:", and the answer's tokens but its last).
  */
 export function scoreContinuations(model: GPT, items: ScoreItem[], batchSize = 32, steer?: Steering): Score[] {
-  const V = model.config.vocab_size;
-  const maxLen = model.config.block_size + 1;
   const out: Score[] = [];
   for (let i = 0; i < items.length; i += batchSize) {
-    const chunk = items.slice(i, i + batchSize);
-    const seqs = chunk.map((it) => {
-      if (it.continuation.length === 0) throw new Error('cannot score an empty continuation');
-      if (it.continuation.length >= maxLen) throw new Error(`continuation of ${it.continuation.length} tokens does not fit the context of ${model.config.block_size}`);
-      const full = [...Array.from(it.context), ...Array.from(it.continuation)];
-      return full.slice(Math.max(0, full.length - maxLen));
-    });
-    const inputs = seqs.map((s) => s.slice(0, -1));
-    // The output at position p predicts token p + 1: score the continuation's positions only.
-    const want = chunk.map((it, b) => Array.from({ length: it.continuation.length }, (_, k) => seqs[b].length - 1 - it.continuation.length + k));
-    const logits = logitsAt(model, inputs, want, steer);
-    let row = 0;
-    chunk.forEach((_, b) => {
-      let sum = 0;
-      for (const pos of want[b]) {
-        const start = row++ * V;
-        sum += logits[start + seqs[b][pos + 1]] - logSumExp(logits, start, V);
-      }
-      out.push({ sum, count: want[b].length, mean: sum / want[b].length });
-    });
+    const { seqs, inputs, want } = scoringLayout(items.slice(i, i + batchSize), model.config.block_size);
+    out.push(...scoresFromLogits(logitsAt(model, inputs, want, steer), seqs, want, model.config.vocab_size));
   }
   return out;
 }

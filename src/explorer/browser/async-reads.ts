@@ -10,13 +10,11 @@
  * PyTorch parity fixture). On WebGL and wasm the page calls the project's functions themselves.
  */
 import * as tf from '@tensorflow/tfjs';
-import { bucketLength } from '../../util/bucket.js';
-import type { ActivationSite } from '../../eval/persona-probe.js';
+import { siteBatch, type ActivationSite } from '../../eval/persona-probe.js';
 import type { ProbeRecord } from '../../eval/probe-records.js';
-import { drawToken, forcedChoice, type SampleOptions, type Score, type ScoreItem } from '../../model/generate.js';
+import { drawToken, forcedChoice, paddedBatch, scoresFromLogits, scoringLayout, type SampleOptions, type Score, type ScoreItem } from '../../model/generate.js';
 import type { GPT } from '../../model/gpt.js';
 import { AdamW } from '../../train/optimizer.js';
-import { PAD } from '../../tokenizer/vocab.js';
 
 /** True when the current backend can read tensors synchronously (the project's own functions work). */
 export const syncReads = (): boolean => tf.getBackend() !== 'webgpu';
@@ -29,48 +27,16 @@ async function read(t: tf.Tensor): Promise<Float32Array> {
 
 /** generate.ts logitsAt, read asynchronously. */
 async function logitsAt(model: GPT, seqs: number[][], want: number[][]): Promise<Float32Array> {
-  const T = bucketLength(Math.max(...seqs.map((s) => s.length)), model.config.block_size);
-  const ids = new Int32Array(seqs.length * T).fill(PAD);
-  seqs.forEach((s, b) => ids.set(s, b * T));
-  const flat = want.flatMap((ps, b) => ps.map((p) => b * T + p));
-  const positions = new Int32Array(Math.ceil(flat.length / 64) * 64);
-  positions.set(flat);
-  return read(tf.tidy(() => model.logitsAt(tf.tensor2d(ids, [seqs.length, T], 'int32'), positions)));
-}
-
-function logSumExp(row: Float32Array, start: number, n: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) max = Math.max(max, row[start + i]);
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += Math.exp(row[start + i] - max);
-  return max + Math.log(sum);
+  const { ids, B, T, positions } = paddedBatch(seqs, want, model.config.block_size);
+  return read(tf.tidy(() => model.logitsAt(tf.tensor2d(ids, [B, T], 'int32'), positions)));
 }
 
 /** generate.ts scoreContinuations, read asynchronously. */
 export async function scoreContinuationsAsync(model: GPT, items: ScoreItem[], batchSize = 32): Promise<Score[]> {
-  const V = model.config.vocab_size;
-  const maxLen = model.config.block_size + 1;
   const out: Score[] = [];
   for (let i = 0; i < items.length; i += batchSize) {
-    const chunk = items.slice(i, i + batchSize);
-    const seqs = chunk.map((it) => {
-      if (it.continuation.length === 0) throw new Error('cannot score an empty continuation');
-      if (it.continuation.length >= maxLen) throw new Error(`continuation of ${it.continuation.length} tokens does not fit the context of ${model.config.block_size}`);
-      const full = [...Array.from(it.context), ...Array.from(it.continuation)];
-      return full.slice(Math.max(0, full.length - maxLen));
-    });
-    const inputs = seqs.map((s) => s.slice(0, -1));
-    const want = chunk.map((it, b) => Array.from({ length: it.continuation.length }, (_, k) => seqs[b].length - 1 - it.continuation.length + k));
-    const logits = await logitsAt(model, inputs, want);
-    let row = 0;
-    chunk.forEach((_, b) => {
-      let sum = 0;
-      for (const pos of want[b]) {
-        const start = row++ * V;
-        sum += logits[start + seqs[b][pos + 1]] - logSumExp(logits, start, V);
-      }
-      out.push({ sum, count: want[b].length, mean: sum / want[b].length });
-    });
+    const { seqs, inputs, want } = scoringLayout(items.slice(i, i + batchSize), model.config.block_size);
+    out.push(...scoresFromLogits(await logitsAt(model, inputs, want), seqs, want, model.config.vocab_size));
   }
   return out;
 }
@@ -95,16 +61,11 @@ export async function nextTokenAsync(model: GPT, seq: number[], o: SampleOptions
 /** persona-probe.ts activations, read asynchronously. */
 export async function activationsAsync(model: GPT, sites: ActivationSite[], layer: number, batchSize = 32): Promise<Float32Array> {
   const C = model.config.n_embd;
-  const T = model.config.block_size;
   const hook = `blocks.${layer}.hook_resid_post`;
   const out = new Float32Array(sites.length * C);
   for (let i = 0; i < sites.length; i += batchSize) {
-    const chunk = sites.slice(i, i + batchSize).map((s) => (s.tokens.length > T ? s.tokens.subarray(s.tokens.length - T) : s.tokens));
-    const len = Math.max(...chunk.map((c) => c.length));
-    const ids = new Int32Array(chunk.length * len);
-    chunk.forEach((c, b) => ids.set(c, b * len));
-    const positions = Int32Array.from(chunk, (c, b) => b * len + c.length - 1);
-    const { logits, cache } = model.inspect(tf.tensor2d(ids, [chunk.length, len], 'int32'), { capture: (n) => n === hook });
+    const { ids, B, T, positions } = siteBatch(sites.slice(i, i + batchSize), model.config.block_size);
+    const { logits, cache } = model.inspect(tf.tensor2d(ids, [B, T], 'int32'), { capture: (n) => n === hook });
     const acts = await read(tf.tidy(() => tf.gather(cache.get(hook)!.reshape([-1, C]), tf.tensor1d(positions, 'int32'))));
     out.set(acts, i * C);
     tf.dispose([logits, ...cache.values()]);
