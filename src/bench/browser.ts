@@ -17,7 +17,7 @@ import { countParameters, loadModelPreset, type ModelConfig } from '../model/mod
 import { initialWeights, parameterShapes } from '../model/gpt.js';
 import { PRETRAIN_DEFAULTS } from '../pipeline/stage-defaults.js';
 import { adamOptions } from '../train/training-session.js';
-import { PEAK_SHAPE, syntheticStream } from './bench.js';
+import { PEAK_SHAPE, syntheticStream, type BenchOptions } from './bench.js';
 import { FLOPS_FORMULA, median, trainFlopsPerToken } from './flops.js';
 import { concat } from './parity.js';
 import { appendBenchRows, type BenchRow } from './bench-rows.js';
@@ -28,20 +28,8 @@ export type BrowserBenchBackend = (typeof BROWSER_BACKENDS)[number];
 
 export const isBrowserBackend = (b: string): b is BrowserBenchBackend => (BROWSER_BACKENDS as readonly string[]).includes(b);
 
-interface BrowserBenchOptions {
-  backend: BrowserBenchBackend;
-  gpu: boolean;
-  preset: string;
-  batch: number;
-  steps: number;
-  repeats: number;
-  warmup: number;
-  reference: 'torch' | null;
-  out: string | null;
-  data: string | null;
-  seed: number;
-  profile: boolean;
-}
+/** The bench's options, on a browser backend (PyTorch threads, precision and ISA caps do not apply there). */
+type BrowserBenchOptions = Omit<BenchOptions, 'backend' | 'torchThreads' | 'precision' | 'maxIsa'> & { backend: BrowserBenchBackend };
 
 const bytes = (a: Float32Array | Uint16Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
