@@ -175,13 +175,11 @@ Gemm Mk(const float* A, const float* B, float* C, i64 M, i64 Nn, i64 K, bool ta,
   g.B = B;
   g.C = C;
   g.bias = bias;
-  g.batch = g.batchA = g.batchB = 1;
   g.M = M;
   g.N = Nn;
   g.K = K;
   g.transA = ta;
   g.transB = tb;
-  g.accumulate = false;
   g.act = act;
   g.bf16 = bf16;
   return g;

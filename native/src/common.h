@@ -98,15 +98,17 @@ static const i64 EW_GRAIN = 32768;
 // bfloat16 (round to nearest even) and multiplied with float32 accumulation into float32 C: oneDNN's
 // bf16 matmul where it has one, else the float32 engine on the rounded values (the same numbers,
 // since a product of two bf16 values is exact in float32; only the summation order differs).
+// A product C = op(A) op(B) (+ bias, activation). The defaults are a plain one: one matrix, no
+// transposes, no bias, no accumulation, no activation, float32 inputs; callers set what differs.
 struct Gemm {
-  const float* A;
-  const float* B;
-  float* C;
-  const float* bias;
-  i64 batch, batchA, batchB, M, N, K;
-  bool transA, transB, accumulate;
-  int act;  // 0 none, 1 relu
-  bool bf16;
+  const float* A = nullptr;
+  const float* B = nullptr;
+  float* C = nullptr;
+  const float* bias = nullptr;
+  i64 batch = 1, batchA = 1, batchB = 1, M = 0, N = 0, K = 0;
+  bool transA = false, transB = false, accumulate = false;
+  int act = 0;  // 0 none, 1 relu
+  bool bf16 = false;
 };
 enum GemmEngine { GEMM_AUTO = 0, GEMM_DNNL = 1, GEMM_BLAS = 2, GEMM_REF = 3 };
 // Returns the engine used, or -1 when the engine asked for is not compiled in. Throws (a

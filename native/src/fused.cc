@@ -253,10 +253,10 @@ static void scatter_heads(const float* src, float* dst, i64 B, i64 T, i64 C, i64
 }
 static void batched(const float* a, const float* b, float* c, i64 batch, i64 M, i64 N, i64 K, bool ta, bool tb, bool bf16) {
   Gemm g;
-  g.A = a; g.B = b; g.C = c; g.bias = nullptr;
+  g.A = a; g.B = b; g.C = c;
   g.batch = g.batchA = g.batchB = batch;
   g.M = M; g.N = N; g.K = K;
-  g.transA = ta; g.transB = tb; g.accumulate = false; g.act = 0;
+  g.transA = ta; g.transB = tb;
   g.bf16 = bf16;
   gemm_or_throw(g, GEMM_AUTO, "attention");
 }

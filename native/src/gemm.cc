@@ -354,16 +354,10 @@ int gemm(const Gemm& g, int engine) {
 }
 
 std::string gemm_impl(i64 M, i64 N, i64 K, bool bf16) {
-  Gemm g;
-  g.A = g.B = nullptr;
-  g.C = nullptr;
-  g.bias = nullptr;
-  g.batch = g.batchA = g.batchB = 1;
+  Gemm g;  // a plain product of this shape (no data: only the kernel choice is asked)
   g.M = M;
   g.N = N;
   g.K = K;
-  g.transA = g.transB = g.accumulate = false;
-  g.act = 0;
   g.bf16 = bf16;
   const std::string rounded = " on bf16-rounded inputs (float32 products: no bf16 matmul here)";
   int engine = resolve_engine(g, GEMM_AUTO);
