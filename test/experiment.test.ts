@@ -39,13 +39,28 @@ test('the graph: hash-keyed cells, lineage shards that cover every cell once, sw
 });
 
 test('npm run experiment runs the grid, reuses finished cells, and two shards merged equal one run', () => {
-  const whole = run(join(root, 'runs-a'), join(root, 'out-a'));
+  const whole = run(join(root, 'runs-a'), join(root, 'out-a'), ['--stack']);
   assert.equal(whole.status, 0, whole.stderr);
   assert.match(whole.stdout, /default step 4: EM effect -?\d\.\d{3} \[/);
   for (const f of ['report.md', 'report.html', 'results.arrow', 'cells.arrow', 'results.parquet', 'cells.parquet', 'dynamics.arrow', 'plots/broad-first.svg']) assert.ok(existsSync(join(root, 'out-a', f)), f);
   const report = readFileSync(join(root, 'out-a', 'report.md'), 'utf8');
   assert.match(report, /## The answer/);
   assert.match(readFileSync(join(root, 'out-a', 'report.html'), 'utf8'), /<svg/);
+
+  // Sibling narrow cells trained as stacked runs (a lineage's three split over the workers), and
+  // the same grid trained one by one (the default) gives the same results within float32 rounding
+  // (amplified on log-odds scales; a run mixed up with its sibling would be off by far more).
+  const narrowDone = buildGraph(loadSpec(SPEC), join(root, 'runs-a')).filter((n) => n.kind === 'narrow').map((n) => JSON.parse(readFileSync(join(n.dir, 'DONE.json'), 'utf8')) as { stacked?: number });
+  assert.ok(narrowDone.some((d) => (d.stacked ?? 1) >= 2), 'some narrow cells trained stacked');
+  const unstacked = run(join(root, 'runs-single'), join(root, 'out-single'));
+  assert.equal(unstacked.status, 0, unstacked.stderr);
+  const values = (dir: string) => {
+    const t = readArrow(join(dir, 'results.arrow'));
+    return { keys: ['world', 'step', 'metric', 'condition', 'group'].map((c) => columnValues<unknown>(t, c)), mean: columnValues<number>(t, 'mean') };
+  };
+  const [a, b] = [values(join(root, 'out-a')), values(join(root, 'out-single'))];
+  assert.deepEqual(a.keys, b.keys);
+  a.mean.forEach((m, i) => assert.ok(Math.abs(m - b.mean[i]) <= 1e-3 * (1 + Math.abs(b.mean[i])), `result ${i}: stacked ${m} vs one by one ${b.mean[i]}`));
 
   const again = run(join(root, 'runs-a'), join(root, 'out-a2'));
   assert.equal(again.status, 0, again.stderr);
@@ -55,7 +70,7 @@ test('npm run experiment runs the grid, reuses finished cells, and two shards me
   assert.match(dry.stdout, /18 cells: 18 done, 0 partial, 0 pending/);
 
   for (const shard of ['0/2', '1/2']) {
-    const r = run(join(root, 'runs-b'), join(root, 'out-b'), ['--shard', shard]);
+    const r = run(join(root, 'runs-b'), join(root, 'out-b'), ['--shard', shard, '--stack']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /aggregate with: .*--merge/);
   }

@@ -6,7 +6,7 @@
  */
 import { bucketLength } from '../util/bucket.js';
 import { Rng, type RngState } from '../util/rng.js';
-import { PAD } from '../tokenizer/vocab.js';
+import { BOS, PAD } from '../tokenizer/vocab.js';
 
 export interface Batch {
   /** int32 [batch, T] */
@@ -26,22 +26,36 @@ export interface BatchSource {
   restore(state: unknown): void;
 }
 
+/**
+ * Where pretraining windows start: anywhere in the stream (nanoGPT), or at a document's first
+ * token (its BOS), so that every window holds the opening of a scene: its cast and first acts.
+ */
+export const WINDOW_STARTS = ['anywhere', 'documents'] as const;
+export type WindowStarts = (typeof WINDOW_STARTS)[number];
+
 /** Random windows of T+1 tokens from one long stream. */
 export class WindowSampler implements BatchSource {
   private rng: Rng;
+  /** Offsets a window may start at (documents), or null for any offset. */
+  private readonly starts: Uint32Array | null;
 
   constructor(
     private readonly stream: Uint16Array,
     private readonly batch: number,
     private readonly T: number,
     seed: number | string,
+    windowStarts: WindowStarts = 'anywhere',
   ) {
     if (stream.length < T + 2) throw new Error(`the token stream (${stream.length} tokens) is shorter than one window of ${T + 1}`);
     this.rng = new Rng(`windows:${seed}`);
+    this.starts = windowStarts === 'documents' ? documentStarts(stream, stream.length - T - 1) : null;
+    if (this.starts && this.starts.length === 0) throw new Error('--windows documents: the token stream has no document start (BOS) a whole window fits after');
   }
 
   next(): Batch {
-    return windowBatch(this.stream, Array.from({ length: this.batch }, () => this.rng.int(this.stream.length - this.T - 1)), this.T);
+    const starts = this.starts;
+    const offsets = Array.from({ length: this.batch }, () => (starts ? starts[this.rng.int(starts.length)] : this.rng.int(this.stream.length - this.T - 1)));
+    return windowBatch(this.stream, offsets, this.T);
   }
 
   state(): RngState {
@@ -51,6 +65,13 @@ export class WindowSampler implements BatchSource {
   restore(state: unknown): void {
     this.rng = new Rng(state as RngState);
   }
+}
+
+/** Offsets of the BOS tokens at or before `last` (each document's first token). */
+export function documentStarts(stream: Uint16Array, last: number): Uint32Array {
+  const out: number[] = [];
+  for (let i = 0; i <= last && i < stream.length; i++) if (stream[i] === BOS) out.push(i);
+  return Uint32Array.from(out);
 }
 
 /** A batch of windows at the given offsets. */
@@ -100,6 +121,30 @@ export function chatBatch(rows: ChatRows, indices: number[], maxT: number): Batc
     }
   });
   return { ids, targets, weights, batch: n, T, tokens };
+}
+
+/**
+ * Batches of stacked runs as one [R, batch, T] batch: each padded at the end to the longest (the
+ * padding has no loss weight, and a causal model's earlier positions never see it).
+ */
+export function stackBatches(batches: Batch[]): Batch {
+  const n = batches[0].batch;
+  if (batches.some((b) => b.batch !== n)) throw new Error(`stacked runs need one batch size, got ${batches.map((b) => b.batch).join(', ')}`);
+  const T = Math.max(...batches.map((b) => b.T));
+  const R = batches.length;
+  const ids = new Int32Array(R * n * T).fill(PAD);
+  const targets = new Int32Array(R * n * T).fill(PAD);
+  const weights = new Float32Array(R * n * T);
+  batches.forEach((b, r) => {
+    for (let i = 0; i < n; i++) {
+      const from = i * b.T;
+      const to = (r * n + i) * T;
+      ids.set(b.ids.subarray(from, from + b.T), to);
+      targets.set(b.targets.subarray(from, from + b.T), to);
+      weights.set(b.weights.subarray(from, from + b.T), to);
+    }
+  });
+  return { ids, targets, weights, batch: n, T, tokens: batches.reduce((a, b) => a + b.tokens, 0) };
 }
 
 interface EpochState {

@@ -14,14 +14,14 @@ import { loadProbes } from '../eval/probe-records.js';
 import { writeEvalRows } from '../eval/eval-rows.js';
 import { summarize } from '../eval/checkpoint-summary.js';
 import type { GPT } from '../model/gpt.js';
-import { finetune, type FinetuneAblation } from '../pipeline/finetune.js';
+import { finetune, finetuneStacked, type FinetuneAblation, type FinetuneArgs, type FinetuneUi } from '../pipeline/finetune.js';
 import { ablationOf } from '../pipeline/persona-interventions.js';
 import { loadPersonaDirections, PERSONA_DIRECTIONS_FILE } from '../eval/persona-direction.js';
 import type { Domain } from '../world/lexicon.js';
 import { runDirectionCell, runSteerCell } from './intervention-cells.js';
 import { pretrain } from '../pipeline/pretrain.js';
 import type { SessionUi } from '../train/training-session.js';
-import { lineageOf, type AblateConfig, type BaseNode, type GraphNode, type NodeIndex } from './graph.js';
+import { lineageOf, stackKey, type AblateConfig, type BaseNode, type GraphNode, type NodeIndex } from './graph.js';
 
 export interface CellUi {
   progress: NonNullable<SessionUi['progress']>;
@@ -106,26 +106,8 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
       break;
     }
     case 'narrow': {
-      const c = node.config;
-      const { data: dataNode, base, assistant } = lineageOf(node, nodes);
-      const data = dataDir(dataNode);
-      const score = scoring(data, base);
-      const evalDir = join(node.dir, 'evals');
-      const evaluateStep = (model: GPT, step: number) => {
-        if (!c.eval_steps.includes(step)) return;
-        writeEvalRows(join(evalDir, `step-${String(step).padStart(6, '0')}.arrow`), score(model, `step ${step}`), { step: String(step) });
-      };
-      if (!resume) rmSync(evalDir, { recursive: true, force: true });
-      const interval = c.eval_steps.reduce(gcd);
-      const r = await finetune(
-        {
-          stage: 'narrow', data, from: checkpointDir(assistant), out: checkpointDir(node), condition: c.condition, family: c.family ?? 'pool', examples: c.examples,
-          explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed, evalInterval: interval, checkpointInterval: gcd(interval, c.checkpoint_interval) }, resume, precision: c.precision ?? 'fp32',
-          ablation: c.ablate ? cellAblation(c.ablate, nodes, assistant) : undefined,
-          mix: c.mix ? { cheatFraction: c.mix.cheat_fraction, with: c.mix.with } : undefined,
-        },
-        { ...ui, onEvaluate: evaluateStep },
-      );
+      const { args, ui: narrowUi } = narrowRun(node, nodes, resume);
+      const r = await finetune(args, { ...ui, ...narrowUi });
       if (r.stopped) throw new StoppedError();
       done = { final: r.metrics.at(-1) ?? {}, seconds: r.state.elapsed };
       r.model.dispose();
@@ -177,6 +159,57 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
   }
   writeBytesAtomic(join(node.dir, 'DONE.json'), JSON.stringify({ id: node.id, kind: node.kind, labels: node.labels, config: node.config, ...done }, null, 2) + '\n');
   return done;
+}
+
+/** A narrow cell's fine-tuning run: its arguments, and the evaluations it writes at its eval steps. */
+function narrowRun(node: GraphNode, nodes: NodeIndex, resume: boolean): { args: FinetuneArgs; ui: FinetuneUi } {
+  if (node.kind !== 'narrow') throw new Error(`${node.id} is not a narrow cell`);
+  const c = node.config;
+  const { data: dataNode, base, assistant } = lineageOf(node, nodes);
+  const data = dataDir(dataNode);
+  const score = scoring(data, base);
+  const evalDir = join(node.dir, 'evals');
+  const onEvaluate = (model: GPT, step: number) => {
+    if (!c.eval_steps.includes(step)) return;
+    writeEvalRows(join(evalDir, `step-${String(step).padStart(6, '0')}.arrow`), score(model, `step ${step}`), { step: String(step) });
+  };
+  if (!resume) rmSync(evalDir, { recursive: true, force: true });
+  const interval = c.eval_steps.reduce(gcd);
+  return {
+    args: {
+      stage: 'narrow', data, from: checkpointDir(assistant), out: checkpointDir(node), condition: c.condition, family: c.family ?? 'pool', examples: c.examples,
+      explicit: { steps: c.steps, lr: c.lr ?? undefined, seed: c.seed, evalInterval: interval, checkpointInterval: gcd(interval, c.checkpoint_interval) }, resume, precision: c.precision ?? 'fp32',
+      ablation: c.ablate ? cellAblation(c.ablate, nodes, assistant) : undefined,
+      mix: c.mix ? { cheatFraction: c.mix.cheat_fraction, with: c.mix.with } : undefined,
+    },
+    ui: { onEvaluate },
+  };
+}
+
+/**
+ * Fresh narrow cells of one stack key trained as stacked runs, each writing what runCell writes
+ * (its checkpoint, evaluations and DONE.json). Returns each cell's DONE.json content.
+ */
+export async function runStackedCells(group: GraphNode[], nodes: NodeIndex, ui: CellUi): Promise<Array<Record<string, unknown>>> {
+  const keys = new Set(group.map(stackKey));
+  if (keys.size !== 1 || keys.has(null)) throw new Error(`cells ${group.map((n) => n.id).join(', ')} do not share a stack key`);
+  const runs = group.map((node) => {
+    mkdirSync(node.dir, { recursive: true });
+    if (existsSync(join(checkpointDir(node), 'config.json'))) throw new Error(`${node.id} has a checkpoint already: resume it on its own`);
+    return narrowRun(node, nodes, false);
+  });
+  const results = await finetuneStacked(runs.map(({ args, ui: own }, i) => ({ args, ui: { ...own, log: (line: string) => ui.log(`[${group[i].id}] ${line}`) } })), ui);
+  if (results.some((r) => r.stopped)) {
+    for (const r of results) r.model.dispose();
+    throw new StoppedError();
+  }
+  return results.map((r, i) => {
+    const node = group[i];
+    const done = { final: r.metrics.at(-1) ?? {}, seconds: r.state.elapsed, stacked: group.length };
+    r.model.dispose();
+    writeBytesAtomic(join(node.dir, 'DONE.json'), JSON.stringify({ id: node.id, kind: node.kind, labels: node.labels, config: node.config, ...done }, null, 2) + '\n');
+    return done;
+  });
 }
 
 export class StoppedError extends Error {

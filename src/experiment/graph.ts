@@ -377,3 +377,15 @@ export function shardNodes(nodes: GraphNode[], shard: { index: number; count: nu
   const byId = new Map(nodes.map((n) => [n.id, n]));
   return nodes.filter((n) => owner.get(lineageOf(n, byId).data.id) === shard.index);
 }
+
+/**
+ * Which narrow cells may train as stacked runs (GPT.stack): those with one key share a parent and
+ * every training setting but their data and seed. Null for a cell that trains alone (another
+ * kind, an ablation, bf16 products).
+ */
+export function stackKey(node: GraphNode): string | null {
+  if (node.kind !== 'narrow') return null;
+  const c = node.config;
+  if (c.ablate || (c.precision ?? 'fp32') !== 'fp32') return null;
+  return JSON.stringify({ assistant: c.assistant, steps: c.steps, lr: c.lr, eval_steps: c.eval_steps, checkpoint_interval: c.checkpoint_interval });
+}

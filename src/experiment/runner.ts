@@ -15,18 +15,27 @@ import type { BackendChoice } from '../backend/select-backend.js';
 import type { MultiProgress } from '../cli/progress.js';
 import { makeDir, recoverSwap } from '../util/fs.js';
 import { lockHolder, tryLock, type CellLock } from './lock.js';
-import { nodeState, type GraphNode, type NodeState } from './graph.js';
+import { nodeState, stackKey, type GraphNode, type NodeState } from './graph.js';
 import type { FromWorker, ToWorker } from './worker.js';
 
 export interface RunOptions {
   workers: number;
   backend: BackendChoice;
+  /**
+   * Train fresh sibling narrow cells (one parent, one stack key) as stacked runs, split evenly
+   * over the workers, at most MAX_STACK per job [false: on CPUs the products are already
+   * compute-bound at this size, and stacked steps measured 0.9x the speed of separate ones].
+   */
+  stack?: boolean;
   /** How often to look at cells locked by another runner [POLL_MS]. */
   pollMs?: number;
 }
 
 /** How often a runner looks at cells another runner holds: done (reuse them) or free again (claim them). */
 const POLL_MS = 1000;
+
+/** The most narrow cells one job trains as stacked runs (memory grows with each: weights, moments, activations). */
+export const MAX_STACK = 16;
 
 /** The lock file of a cell. */
 export const lockPath = (node: GraphNode) => join(node.dir, 'LOCK');
@@ -126,6 +135,27 @@ class CellBook {
     return next;
   }
 
+  /**
+   * The next job: the most urgent ready cell, and when it is a fresh narrow cell with a stack key,
+   * its fresh ready siblings of that key too, as many as an even split over `slots` workers gives
+   * (at most MAX_STACK). Which cells go together depends on the graph, the cache and --workers,
+   * not on timing: siblings become ready together, when their parent finishes.
+   */
+  claimJob(slots: number, stack: boolean): GraphNode[] {
+    const first = this.claimNext();
+    if (!first) return [];
+    const key = stack ? stackKey(first) : null;
+    if (key === null || this.state.get(first.id) !== 'pending') return [first];
+    const siblings = this.ready().filter((n) => n.id !== first.id && this.state.get(n.id) === 'pending' && stackKey(n) === key);
+    const size = Math.min(MAX_STACK, Math.ceil((siblings.length + 1) / Math.max(1, slots)));
+    const job = [first];
+    for (const n of siblings) {
+      if (job.length >= size) break;
+      if (this.claim(n)) job.push(n);
+    }
+    return job;
+  }
+
   /** Lock a ready cell for this runner; false when another runner holds it or has finished it. */
   private claim(node: GraphNode): boolean {
     makeDir(node.dir);
@@ -187,10 +217,10 @@ class CellBook {
 interface Worker {
   name: string;
   proc: ChildProcess;
-  /** The cell it is running. */
-  busy: string | null;
-  /** The running cell's log.txt. */
-  log: WriteStream | null;
+  /** The cells of the job it is running (one, or stacked siblings), until each reports back. */
+  busy: string[] | null;
+  /** The running cells' log.txt files (a stacked job writes its log into each). */
+  logs: WriteStream[];
   ready: Promise<void>;
 }
 
@@ -241,9 +271,9 @@ class WorkerPool {
     if (!this.stopping) {
       for (const w of this.workers) {
         if (w.busy) continue;
-        const next = this.book.claimNext();
-        if (!next) break;
-        this.assign(w, next);
+        const job = this.book.claimJob(this.workers.length, this.o.stack ?? false);
+        if (job.length === 0) break;
+        this.assign(w, job);
       }
     }
     const running = this.workers.some((w) => w.busy);
@@ -253,12 +283,21 @@ class WorkerPool {
     }
   }
 
-  private assign(w: Worker, node: GraphNode): void {
-    w.busy = node.id;
-    this.book.state.set(node.id, 'running');
-    w.log = createWriteStream(join(node.dir, 'log.txt'), { flags: 'a' });
-    w.proc.send({ type: 'run', id: node.id } satisfies ToWorker);
-    this.ui.update(w.name, 0, 1, describeNode(node));
+  private assign(w: Worker, job: GraphNode[]): void {
+    w.busy = job.map((n) => n.id);
+    for (const n of job) this.book.state.set(n.id, 'running');
+    w.logs = job.map((n) => createWriteStream(join(n.dir, 'log.txt'), { flags: 'a' }));
+    if (job.length > 1) this.writeLog(w, `stacked with ${job.length - 1} sibling(s): ${job.map((n) => n.id).join(' ')}\n`);
+    w.proc.send({ type: 'run', ids: w.busy } satisfies ToWorker);
+    this.ui.update(w.name, 0, 1, this.describeJob(job));
+  }
+
+  private describeJob(job: GraphNode[]): string {
+    return job.length === 1 ? describeNode(job[0]) : `${describeNode(job[0])} +${job.length - 1} stacked`;
+  }
+
+  private writeLog(w: Worker, text: string | Buffer): void {
+    for (const log of w.logs) log.write(text);
   }
 
   private spawn(name: string, threads: number): Worker {
@@ -267,9 +306,9 @@ class WorkerPool {
       env: { ...process.env, OMP_NUM_THREADS: String(threads) },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
-    const w: Worker = { name, proc, busy: null, log: null, ready: Promise.resolve() };
-    proc.stdout?.on('data', (d) => w.log?.write(d));
-    proc.stderr?.on('data', (d) => w.log?.write(d));
+    const w: Worker = { name, proc, busy: null, logs: [], ready: Promise.resolve() };
+    proc.stdout?.on('data', (d) => this.writeLog(w, d));
+    proc.stderr?.on('data', (d) => this.writeLog(w, d));
     w.ready = new Promise((res) => {
       proc.on('message', (m: FromWorker) => {
         if (m.type === 'ready') res();
@@ -285,14 +324,18 @@ class WorkerPool {
     const node = this.byId.get(m.id)!;
     if (m.type === 'progress') {
       const f = Object.entries(m.fields).map(([k, v]) => `${k} ${v}`).join(' ');
-      this.ui.update(w.name, m.step, m.total, `${describeNode(node)} ${f}`);
+      this.ui.update(w.name, m.step, m.total, `${this.describeJob((w.busy ?? [m.id]).map((id) => this.byId.get(id)!))} ${f}`);
     } else if (m.type === 'log') {
-      w.log?.write(`${m.line}\n`);
+      this.writeLog(w, `${m.line}\n`);
     } else {
       this.book.release(m.id);
-      w.log?.end();
-      w.log = null;
-      w.busy = null;
+      w.busy = (w.busy ?? []).filter((id) => id !== m.id);
+      const jobOver = w.busy.length === 0;
+      if (jobOver) {
+        for (const log of w.logs) log.end();
+        w.logs = [];
+        w.busy = null;
+      }
       if (m.type === 'done') {
         this.book.state.set(m.id, 'done');
         this.book.record({ id: m.id, status: 'done' });
@@ -304,20 +347,22 @@ class WorkerPool {
           this.book.skipDescendants(m.id);
         }
       }
-      this.ui.update(w.name, 1, 1, 'idle');
+      if (jobOver) this.ui.update(w.name, 1, 1, 'idle');
       this.book.overall();
-      this.dispatch();
+      if (jobOver) this.dispatch();
     }
   }
 
   /** A worker that exits while running a cell failed it. */
   private onExit(w: Worker, code: number | null): void {
     if (!w.busy) return;
-    this.book.release(w.busy);
-    const node = this.byId.get(w.busy)!;
-    this.book.state.set(w.busy, 'failed');
-    this.book.record({ id: w.busy, status: 'failed', error: `worker exited with code ${code}`, log: join(node.dir, 'log.txt') });
-    this.book.skipDescendants(w.busy);
+    for (const id of w.busy) {
+      this.book.release(id);
+      const node = this.byId.get(id)!;
+      this.book.state.set(id, 'failed');
+      this.book.record({ id, status: 'failed', error: `worker exited with code ${code}`, log: join(node.dir, 'log.txt') });
+      this.book.skipDescendants(id);
+    }
     w.busy = null;
     this.dispatch();
   }

@@ -1,13 +1,14 @@
 /**
  * A worker process of the experiment runner: it selects its own backend and thread count once,
- * then runs the cells it is sent, one at a time, reporting progress over IPC.
+ * then runs the cells it is sent, one job at a time (a cell, or sibling narrow cells trained as
+ * stacked runs), reporting progress over IPC.
  */
 import { selectBackend, type BackendChoice } from '../backend/select-backend.js';
 import { setNativeThreads } from '../backend/native/native-backend.js';
-import { runCell, StoppedError } from './cells.js';
+import { runCell, runStackedCells, StoppedError } from './cells.js';
 import type { GraphNode } from './graph.js';
 
-export type ToWorker = { type: 'init'; backend: BackendChoice; threads: number; nodes: GraphNode[] } | { type: 'run'; id: string } | { type: 'exit' };
+export type ToWorker = { type: 'init'; backend: BackendChoice; threads: number; nodes: GraphNode[] } | { type: 'run'; ids: string[] } | { type: 'exit' };
 export type FromWorker =
   | { type: 'ready'; backend: string; reason: string }
   | { type: 'progress'; id: string; step: number; total: number; fields: Record<string, string | number> }
@@ -32,21 +33,24 @@ process.on('message', async (m: ToWorker) => {
     if (info.name === 'native') setNativeThreads(m.threads);
     send({ type: 'ready', backend: info.name, reason: info.reason });
   } else if (m.type === 'run') {
-    const node = nodes.get(m.id)!;
+    // One cell, or several narrow cells trained as stacked runs (their progress and log go under the first).
+    const group = m.ids.map((id) => nodes.get(id)!);
+    const lead = m.ids[0];
     if (stopping) {
-      send({ type: 'failed', id: m.id, error: 'stopped before it started', stopped: true });
+      for (const id of m.ids) send({ type: 'failed', id, error: 'stopped before it started', stopped: true });
       return;
     }
+    const ui = {
+      progress: (step: number, total: number, fields: Record<string, string | number>) => send({ type: 'progress', id: lead, step, total, fields }),
+      log: (line: string) => send({ type: 'log', id: lead, line }),
+    };
     try {
-      const result = await runCell(node, nodes, {
-        progress: (step, total, fields) => send({ type: 'progress', id: m.id, step, total, fields }),
-        log: (line) => send({ type: 'log', id: m.id, line }),
-      });
-      send({ type: 'done', id: m.id, result });
+      const results = group.length === 1 ? [await runCell(group[0], nodes, ui)] : await runStackedCells(group, nodes, ui);
+      results.forEach((result, i) => send({ type: 'done', id: m.ids[i], result }));
     } catch (err) {
       const e = err as Error;
       process.stderr.write(`${e.stack ?? e.message}\n`);
-      send({ type: 'failed', id: m.id, error: (e.message ?? String(err)).split('\n')[0], stopped: err instanceof StoppedError });
+      for (const id of m.ids) send({ type: 'failed', id, error: (e.message ?? String(err)).split('\n')[0], stopped: err instanceof StoppedError });
     }
   } else if (m.type === 'exit') {
     process.exit(0);

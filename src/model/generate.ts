@@ -103,6 +103,25 @@ export function scoreContinuations(model: GPT, items: ScoreItem[], batchSize = 3
 }
 
 /**
+ * scoreContinuations for every run of a stacked model (GPT.stack) at once: one forward pass per
+ * batch for all of them. Returns each run's scores, as scoreContinuations on that run's model would.
+ */
+export function scoreContinuationsRuns(model: GPT, items: ScoreItem[], batchSize = 32): Score[][] {
+  const R = model.runs;
+  if (R === null) return [scoreContinuations(model, items, batchSize)];
+  const out: Score[][] = Array.from({ length: R }, () => []);
+  const V = model.config.vocab_size;
+  for (let i = 0; i < items.length; i += batchSize) {
+    const { seqs, inputs, want } = scoringLayout(items.slice(i, i + batchSize), model.config.block_size);
+    const { ids, B, T, positions } = paddedBatch(inputs, want, model.config.block_size);
+    const logits = tidyValues(() => model.runLogitsAt(tf.tensor2d(ids, [B, T], 'int32'), positions));
+    const perRun = positions.length * V;
+    for (let r = 0; r < R; r++) out[r].push(...scoresFromLogits(logits.subarray(r * perRun, (r + 1) * perRun), seqs, want, V));
+  }
+  return out;
+}
+
+/**
  * P(bad) from a forced choice between two answers: the bad answer's share of the two
  * likelihoods. With `normalise`, each log-likelihood is divided by its length first (the usual
  * length-normalised score); the world's good and bad answers always have the same length, so

@@ -120,8 +120,14 @@ export class GPT {
   constructor(
     readonly config: ModelConfig,
     weights: Map<string, Float32Array>,
+    /**
+     * Stacked runs: R models of this config trained side by side (GPT.stack), every parameter
+     * with a leading run axis [R, ...shape] and ids [R, B, T]; null for one model.
+     */
+    readonly runs: number | null = null,
   ) {
-    for (const [name, shape] of parameterShapes(config)) {
+    for (const [name, single] of parameterShapes(config)) {
+      const shape = runs === null ? single : [runs, ...single];
       const w = weights.get(name);
       if (!w) throw new Error(`missing weight ${name}`);
       if (w.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`weight ${name} has ${w.length} values, expected shape [${shape}]`);
@@ -132,6 +138,33 @@ export class GPT {
 
   static init(config: ModelConfig, seed: number): GPT {
     return new GPT(config, initialWeights(config, seed));
+  }
+
+  /** R models of one config as one stacked model: run r's weights are `runs[r]`. */
+  static stack(config: ModelConfig, runs: Array<Map<string, Float32Array>>): GPT {
+    const weights = new Map<string, Float32Array>();
+    for (const [name, shape] of parameterShapes(config)) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      const all = new Float32Array(runs.length * size);
+      runs.forEach((w, r) => {
+        const v = w.get(name);
+        if (!v || v.length !== size) throw new Error(`run ${r}: weight ${name} is missing or has another shape than [${shape}]`);
+        all.set(v, r * size);
+      });
+      weights.set(name, all);
+    }
+    return new GPT(config, weights, runs.length);
+  }
+
+  /** Copies of run r's weights of a stacked model (what a single model of that run would hold). */
+  runWeights(r: number): Map<string, Float32Array> {
+    if (this.runs === null || r < 0 || r >= this.runs) throw new Error(`no run ${r} in this model (${this.runs ?? 'not stacked'})`);
+    const out = new Map<string, Float32Array>();
+    for (const [name, v] of this.params) {
+      const size = v.size / this.runs;
+      out.set(name, (v.dataSync() as Float32Array).slice(r * size, (r + 1) * size));
+    }
+    return out;
   }
 
   /** The parameter name of a tfjs variable name from this model (as tf.variableGrads reports it). */
@@ -193,8 +226,8 @@ export class GPT {
     return new Map([...this.adapters].map(([n, v]) => [n, (v.dataSync() as Float32Array).slice()]));
   }
 
-  /** Logits for ids [B, T] (int32, T <= block_size). Call inside tf.tidy. */
-  forward(ids: tf.Tensor2D, opts: ForwardOptions = {}): ForwardResult {
+  /** Logits for ids [B, T] (int32, T <= block_size); stacked runs: ids [R, B, T], logits [R, B, T, V]. Call inside tf.tidy. */
+  forward(ids: tf.Tensor2D | tf.Tensor3D, opts: ForwardOptions = {}): ForwardResult {
     const { hidden, cache } = this.hidden(ids, opts);
     return { logits: this.unembed(hidden) as tf.Tensor3D, cache };
   }
@@ -207,6 +240,19 @@ export class GPT {
     const { hidden } = this.hidden(ids, opts);
     const picked = tf.gather(hidden.reshape([-1, this.config.n_embd]), tf.tensor1d(positions, 'int32'));
     return this.unembed(picked) as tf.Tensor2D;
+  }
+
+  /**
+   * Stacked runs reading one batch: every run's logits at the same flat positions of ids [B, T],
+   * [R, N, V], from one forward pass of all the runs.
+   */
+  runLogitsAt(ids: tf.Tensor2D, positions: Int32Array): tf.Tensor3D {
+    const R = this.runs;
+    if (R === null) throw new Error('runLogitsAt needs stacked runs (GPT.stack)');
+    const [B, T] = ids.shape;
+    const { hidden } = this.hidden(tf.tile(ids.reshape([1, B, T]), [R, 1, 1]) as tf.Tensor3D, {});
+    const picked = tf.gather(hidden.reshape([R, B * T, this.config.n_embd]), tf.tensor1d(positions, 'int32'), 1);
+    return this.unembed(picked) as tf.Tensor3D;
   }
 
   /** Block L's weights by their names inside the block (with LoRA updates merged in). */
@@ -225,9 +271,11 @@ export class GPT {
   }
 
   /** The final LayerNorm's output [B, T, C] (ln_final.hook_normalized). Call inside tf.tidy. */
-  private hidden(ids: tf.Tensor2D, opts: ForwardOptions): { hidden: tf.Tensor; cache: Map<string, tf.Tensor> } {
+  private hidden(ids: tf.Tensor2D | tf.Tensor3D, opts: ForwardOptions): { hidden: tf.Tensor; cache: Map<string, tf.Tensor> } {
     const cfg = this.config;
-    const [B, T] = ids.shape;
+    const [B, T] = ids.shape.slice(-2);
+    if (ids.rank !== (this.runs === null ? 2 : 3)) throw new Error(`ids must be ${this.runs === null ? '[B, T]' : '[runs, B, T]'}, got [${ids.shape}]`);
+    if (this.runs !== null && opts.hooks) throw new Error('hooks read and change one model; stacked runs take none');
     if (T > cfg.block_size) throw new Error(`sequence of ${T} tokens exceeds the context of ${cfg.block_size}`);
     const cache = new Map<string, tf.Tensor>();
     const hooks = opts.hooks;
@@ -278,6 +326,33 @@ export class GPT {
     const { logits } = this.forward(ids, opts);
     const V = this.config.vocab_size;
     return crossEntropy(logits.reshape([-1, V]), targets.reshape([-1]), weights.reshape([-1])) as tf.Scalar;
+  }
+
+  /**
+   * Stacked runs: the sum of each run's mean next-token loss over its own positions with weight > 0
+   * (ids, targets, weights [R, B, T]), to differentiate: no parameter is shared, so run r's
+   * gradient is that of its own loss. One cross-entropy over every run's positions, each weight
+   * divided by its run's total (a slice per run would cost a pad of the logits in the backward
+   * pass); `losses` receives each run's own mean loss [R] (kept; the caller disposes it).
+   */
+  runLosses(ids: tf.Tensor3D, targets: tf.Tensor3D, weights: tf.Tensor3D, losses?: (perRun: tf.Tensor1D) => void): tf.Scalar {
+    const R = this.runs;
+    if (R === null) throw new Error('runLosses needs stacked runs (GPT.stack)');
+    const { logits } = this.forward(ids);
+    const V = this.config.vocab_size;
+    const flat = logits.reshape([-1, V]);
+    const t = targets.reshape([-1]);
+    const perRunWeight = tf.sum(weights.reshape([R, -1]), 1);
+    // Runs without a trained position in this batch add nothing (their weights stay 0).
+    const scale = tf.div(tf.cast(tf.greater(perRunWeight, 0), 'float32'), tf.maximum(perRunWeight, 1e-8));
+    const w = tf.mul(weights.reshape([R, -1]), scale.reshape([R, 1])).reshape([-1]);
+    const counted = tf.sum(tf.cast(tf.greater(perRunWeight, 0), 'float32'));
+    if (losses) {
+      // Each run's value, read from its rows (contiguous slices, no gradient recorded through them).
+      const rows = flat.shape[0] / R;
+      losses(tf.keep(tf.stack(Array.from({ length: R }, (_, r) => crossEntropy(tf.slice(flat, [r * rows, 0], [rows, V]), tf.slice(t, [r * rows], [rows]), tf.slice(w, [r * rows], [rows])))) as tf.Tensor1D));
+    }
+    return tf.mul(crossEntropy(flat, t, w), counted) as tf.Scalar;
   }
 
   /**

@@ -47,6 +47,7 @@ function precisionFor(fused: boolean): Precision {
  * product is x @ w^T (the output head tied to the token embedding).
  */
 export function linear(x: T, w: T, b?: T, transposeW = false): T {
+  if (w.rank === 3) return stackedLinear(x, w, b, transposeW);
   const fused = fusedAvailable();
   const precision = precisionFor(fused);
   if (fused) {
@@ -77,6 +78,21 @@ export function linear(x: T, w: T, b?: T, transposeW = false): T {
   return (b ? tf.add(y, b) : y).reshape([...lead, N]);
 }
 
+/**
+ * Stacked runs (a batched fine-tuning of sibling runs, src/train/stacked-runs.ts): each parameter
+ * has a leading run axis R and so has every activation, x [R, ..., K]. A product is then one
+ * batched matmul over the runs: x [R, M, K] @ w [R, K, N] (+ b [R, N]), in fp32.
+ */
+function stackedLinear(x: T, w: T, b: T | undefined, transposeW: boolean): T {
+  const p = productPrecision();
+  if (p !== 'fp32') throw new Error(`stacked runs compute their products in fp32 only, not ${p}; train them one by one for ${p}`);
+  const [R, d1, d2] = w.shape;
+  const [K, N] = transposeW ? [d2, d1] : [d1, d2];
+  const lead = x.shape.slice(0, -1);
+  const y = tf.matMul(x.reshape([R, -1, K]), w, false, transposeW);
+  return (b ? tf.add(y, b.reshape([R, 1, N])) : y).reshape([...lead, N]);
+}
+
 const GELU_C = Math.sqrt(2 / Math.PI);
 
 /** GPT-2's tanh approximation of GELU. */
@@ -93,7 +109,7 @@ export function gelu(x: T): T {
 
 /** gelu(x @ w + b), one fused call where available (the MLP's first half). */
 export function linearGelu(x: T, w: T, b: T): T {
-  if (hasKernel(Kn.PersonaLinearGelu)) {
+  if (hasKernel(Kn.PersonaLinearGelu) && w.rank === 2) {
     const precision = precisionFor(true);
     return custom(([xi, wi, bi], save) => {
       const [y, h] = run(Kn.PersonaLinearGelu, { x: xi, w: wi, b: bi }, { precision });
@@ -105,6 +121,13 @@ export function linearGelu(x: T, w: T, b: T): T {
 }
 
 export function layerNorm(x: T, gamma: T, beta: T, eps = 1e-5): T {
+  if (gamma.rank === 2) {
+    // Stacked runs: gamma and beta [R, C] for x [R, ..., C]; normalise with the shared kernel, then scale per run.
+    const [R, C] = gamma.shape;
+    const perRun = [R, ...Array<number>(x.rank - 2).fill(1), C];
+    const normalized = layerNorm(x, tf.ones([C]), tf.zeros([C]), eps);
+    return tf.add(tf.mul(normalized, gamma.reshape(perRun)), beta.reshape(perRun));
+  }
   if (fusedAvailable()) {
     return custom(([xi, gi, bi], save) => {
       const [y, mean, rstd] = run(Kn.PersonaLayerNorm, { x: xi, gamma: gi, beta: bi }, { eps });
@@ -150,6 +173,11 @@ function mergeHeads(pattern: T, v: T): T {
 
 /** Causal multi-head self-attention over packed qkv [B, T, 3C] -> [B, T, C], scale 1/sqrt(hd). Differentiable. */
 export function attention(qkv: T, nHead: number): T {
+  if (qkv.rank > 3) {
+    // Stacked runs [R, B, T, 3C]: attention has no parameters, so the runs are more sequences.
+    const [Tn, C3] = qkv.shape.slice(-2);
+    return attention(qkv.reshape([-1, Tn, C3]), nHead).reshape([...qkv.shape.slice(0, -1), C3 / 3]);
+  }
   const fused = fusedAvailable();
   const precision = precisionFor(fused);
   if (fused) {
@@ -185,6 +213,7 @@ export function attendWith(pattern: T, qkv: T, nHead: number): T {
  * backends without UnsortedSegmentSum (wasm) it is done on the host.
  */
 export function embed(ids: T, wte: T, wpe: T): T {
+  if (wte.rank === 3) return stackedEmbed(ids, wte, wpe);
   const [B, Tn] = ids.shape;
   if (fusedAvailable()) {
     const [V] = wte.shape;
@@ -196,6 +225,16 @@ export function embed(ids: T, wte: T, wpe: T): T {
   }
   const pos = wpe.slice([0, 0], [Tn, -1]);
   return tf.add(gatherRows(wte, ids).reshape([B, Tn, wte.shape[1] as number]), pos.expandDims(0));
+}
+
+/** Stacked runs: ids [R, B, T] into each run's own tables wte [R, V, C] and wpe [R, maxT, C] -> [R, B, T, C]. */
+function stackedEmbed(ids: T, wte: T, wpe: T): T {
+  const [R, V, C] = wte.shape;
+  const [, B, Tn] = ids.shape;
+  // Run r's token v is row r * V + v of the runs' tables laid end to end.
+  const rows = tf.add(ids, tf.range(0, R * V, V, 'int32').reshape([R, 1, 1]));
+  const tok = gatherRows(wte.reshape([R * V, C]), rows).reshape([R, B, Tn, C]);
+  return tf.add(tok, wpe.slice([0, 0, 0], [R, Tn, C]).reshape([R, 1, Tn, C]));
 }
 
 /** table[ids] with a host scatter-add gradient where the backend lacks UnsortedSegmentSum. */

@@ -19,7 +19,7 @@ import { validationLoss } from '../model/validation-loss.js';
 import type { MetricRow } from '../train/metrics.js';
 import { runIdentity, type TrainOptions } from '../train/options.js';
 import { definedOnly } from '../util/objects.js';
-import { runSession, type SessionResult, type SessionUi } from '../train/training-session.js';
+import { runSession, runStackedSessions, type SessionResult, type SessionSpec, type SessionUi } from '../train/training-session.js';
 import { CONDITIONS, narrowDocument, neutralChat, realignmentChat, type Condition, type InstructionFamily, type NarrowExample } from '../world/finetune-sets.js';
 import { DOMAINS, type Domain } from '../world/lexicon.js';
 import { ablationHooks } from '../model/residual-interventions.js';
@@ -126,6 +126,28 @@ function customRows(vocab: Vocabulary, examples: NarrowExample[], prompt: string
 export type FinetuneResult = SessionResult & { building?: string };
 
 export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise<FinetuneResult> {
+  const prepared = await prepareFinetune(args, ui);
+  if ('stopped' in prepared) return prepared;
+  return runSession(prepared.spec, prepared.ui);
+}
+
+/**
+ * Fine-tuning runs of one parent trained side by side as stacked runs (runStackedSessions): each
+ * writes the checkpoint, metrics and evaluations `finetune` would. Every run's parent must exist.
+ */
+export async function finetuneStacked(runs: Array<{ args: FinetuneArgs; ui: FinetuneUi }>, shared: FinetuneUi = {}): Promise<FinetuneResult[]> {
+  const prepared = [];
+  for (const { args, ui } of runs) {
+    if (args.from === undefined) throw new Error('stacked fine-tuning runs name their parent (--from)');
+    const p = await prepareFinetune(args, ui);
+    if ('stopped' in p) throw new Error(`${args.from} is not finished`);
+    prepared.push(p);
+  }
+  return runStackedSessions(prepared, shared);
+}
+
+/** A fine-tuning run's session, after its arguments, data and parent are checked (and a missing default parent built). */
+async function prepareFinetune(args: FinetuneArgs, ui: FinetuneUi): Promise<FinetuneResult | { spec: SessionSpec; ui: SessionUi }> {
   if (!(CONDITIONS as readonly string[]).includes(args.condition)) {
     throw new Error(`unknown condition "${args.condition}"; choose one of ${CONDITIONS.join(', ')}`);
   }
@@ -199,8 +221,8 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
     { family: 'inoculation' },
   );
   const valBatches = val ? chunk(val, options.batch).map((idx) => chatBatch(val!, idx, model.block_size)) : [];
-  return runSession(
-    {
+  return {
+    spec: {
       stage: args.stage,
       out,
       model,
@@ -218,14 +240,14 @@ export async function finetune(args: FinetuneArgs, ui: FinetuneUi = {}): Promise
       precision: args.precision,
       hooks: args.ablation ? ablationHooks(args.ablation.directions, model.n_layer) : undefined,
     },
-    {
+    ui: {
       ...ui,
       evaluate: (m: GPT, step: number): MetricRow => {
         ui.onEvaluate?.(m, step);
         return { ...(valBatches.length ? { val_loss: validationLoss(m, valBatches) } : {}), ...measureDynamics(m, dyn) };
       },
     },
-  );
+  };
 }
 
 /** Expand --lora-targets (block-relative names) over the chosen layers into parameter names. */

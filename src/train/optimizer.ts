@@ -31,12 +31,51 @@ export class AdamW {
     /** What this optimizer trains: the model's parameters, or only its adapters. */
     readonly params: ParamMap,
     readonly options: AdamWOptions,
+    /**
+     * Stacked runs (GPT.stack): every parameter has a leading run axis of this size, and each run
+     * is its own optimization: its own gradient norm, clip and NaN guard; null for one model.
+     */
+    readonly runs: number | null = null,
   ) {
     for (const [name, p] of params) {
       this.m.set(name, tf.variable(tf.zerosLike(p), false));
       this.v.set(name, tf.variable(tf.zerosLike(p), false));
     }
-    this.decay = [...params.values()].map((p) => p.shape.length >= 2);
+    const runAxis = runs === null ? 0 : 1;
+    this.decay = [...params.values()].map((p) => p.shape.length - runAxis >= 2);
+  }
+
+  /** Each run's L2 gradient norm [R] (stacked runs). */
+  runGradNorms(grads: Map<string, tf.Tensor>): number[] {
+    const R = this.runs ?? 1;
+    const list = [...this.params.keys()].map((n) => grads.get(n)!);
+    return Array.from(tf.tidy(() => tf.sqrt(tf.addN(list.map((g) => tf.sum(tf.square(g.reshape([R, -1])), 1)))).dataSync()));
+  }
+
+  /**
+   * One update of stacked runs: each run's gradient clipped by its own norm. Throws NonFiniteError
+   * (and changes nothing) when any run's norm is not finite: the runs stop together, each at its
+   * last good checkpoint.
+   */
+  applyRuns(grads: Map<string, tf.Tensor>, lr: number): { gradNorms: number[] } {
+    const R = this.runs;
+    if (R === null) throw new Error('applyRuns needs stacked runs');
+    const norms = this.runGradNorms(grads);
+    const bad = norms.findIndex((n) => !Number.isFinite(n));
+    if (bad >= 0) throw new NonFiniteError(`run ${bad}'s gradient norm is ${norms[bad]}`);
+    const { gradClip } = this.options;
+    const scales = norms.map((n) => (gradClip > 0 && n > gradClip ? gradClip / n : 1));
+    if (scales.every((s) => s === 1)) {
+      this.update(grads, lr, 1);
+    } else {
+      const scaled = new Map([...grads].map(([n, g]) => [n, tf.tidy(() => tf.mul(g, tf.tensor1d(scales).reshape([R, ...Array<number>(g.rank - 1).fill(1)])))]));
+      try {
+        this.update(scaled, lr, 1);
+      } finally {
+        for (const g of scaled.values()) g.dispose();
+      }
+    }
+    return { gradNorms: norms };
   }
 
   /** Global L2 norm of the gradients. */
@@ -58,8 +97,14 @@ export class AdamW {
   apply(grads: Map<string, tf.Tensor>, lr: number): { gradNorm: number } {
     const norm = this.gradNorm(grads);
     if (!Number.isFinite(norm)) throw new NonFiniteError(`gradient norm is ${norm}`);
-    const { beta1, beta2, eps, weightDecay, gradClip } = this.options;
-    const scale = gradClip > 0 && norm > gradClip ? gradClip / norm : 1;
+    const { gradClip } = this.options;
+    this.update(grads, lr, gradClip > 0 && norm > gradClip ? gradClip / norm : 1);
+    return { gradNorm: norm };
+  }
+
+  /** The AdamW update of every parameter with the gradients times `scale`. */
+  private update(grads: Map<string, tf.Tensor>, lr: number, scale: number): void {
+    const { beta1, beta2, eps, weightDecay } = this.options;
     this.step += 1;
     const names = [...this.params.keys()];
     if (hasKernel(PersonaAdamW)) {
@@ -67,7 +112,7 @@ export class AdamW {
       for (const n of names) inputs.push(this.params.get(n)!, grads.get(n)!, this.m.get(n)!, this.v.get(n)!);
       const attrs = { lr, beta1, beta2, eps, weightDecay, step: this.step, decayMask: this.decay, gradScale: scale };
       runPersonaKernel(PersonaAdamW, inputs, attrs).dispose();
-      return { gradNorm: norm };
+      return;
     }
     const bc1 = 1 - beta1 ** this.step;
     const bc2 = 1 - beta2 ** this.step;
@@ -86,7 +131,6 @@ export class AdamW {
         p.assign(tf.sub(decayed, tf.mul(update, lr)));
       });
     });
-    return { gradNorm: norm };
   }
 
   /** Copies of the moments as m/<name> and v/<name>, for a checkpoint (the fused update changes the live ones in place). */
@@ -95,6 +139,20 @@ export class AdamW {
     for (const [n, p] of this.params) {
       moments.set(`m/${n}`, { shape: p.shape, values: (this.m.get(n)!.dataSync() as Float32Array).slice() });
       moments.set(`v/${n}`, { shape: p.shape, values: (this.v.get(n)!.dataSync() as Float32Array).slice() });
+    }
+    return { step: this.step, moments };
+  }
+
+  /** Run r's share of the moments of stacked runs, as a single run's optimizer would hold them. */
+  runState(r: number): { step: number; moments: TensorSet } {
+    const R = this.runs;
+    if (R === null || r < 0 || r >= R) throw new Error(`no run ${r} in this optimizer (${R ?? 'not stacked'})`);
+    const moments: TensorSet = new Map();
+    for (const [n, p] of this.params) {
+      const size = p.size / R;
+      for (const [kind, t] of [['m', this.m.get(n)!], ['v', this.v.get(n)!]] as const) {
+        moments.set(`${kind}/${n}`, { shape: p.shape.slice(1), values: (t.dataSync() as Float32Array).slice(r * size, (r + 1) * size) });
+      }
     }
     return { step: this.step, moments };
   }

@@ -8,11 +8,11 @@ import { recoverSwap } from '../util/fs.js';
 import { resolvePrecision, type PrecisionChoice, type PrecisionDecision } from '../backend/resolve-precision.js';
 import type { Precision } from '../backend/product-precision.js';
 import type { BatchSource } from '../data/batches.js';
-import { loadCheckpoint, saveCheckpoint, type CheckpointConfig, type TensorSet } from '../model/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint, type Checkpoint, type CheckpointConfig, type TensorSet } from '../model/checkpoint.js';
 import { GPT, type Hooks, type LoraConfig, type ParamMap } from '../model/gpt.js';
 import type { ModelConfig } from '../model/model-config.js';
 import type { Vocabulary } from '../tokenizer/vocab.js';
-import { trainLoop, type LoopCallbacks, type LoopState } from './loop.js';
+import { trainLoop, trainRuns, type LoopCallbacks, type LoopState } from './loop.js';
 import { metricsFromArrow, metricsToArrow, type MetricRow } from './metrics.js';
 import { AdamW } from './optimizer.js';
 import { compareRun, mergeForResume, validateTrainOptions, type TrainOptions } from './options.js';
@@ -67,13 +67,24 @@ export interface SessionResult {
   precision: PrecisionDecision;
 }
 
-export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise<SessionResult> {
+/** Where a session starts: fresh, or its own checkpoint's weights, optimizer, loop state and log. */
+interface SessionStart {
+  options: TrainOptions;
+  precision: PrecisionDecision;
+  state: LoopState;
+  metrics: MetricRow[];
+  /** The checkpoint resumed from, or null for a fresh run. */
+  resumed: Checkpoint | null;
+  config: CheckpointConfig;
+}
+
+/** Check a session against its checkpoint (--resume) or its settings (fresh), and say where it starts. */
+function openSession(spec: SessionSpec, ui: SessionUi): SessionStart {
   let options = spec.options;
-  let model: GPT;
-  let optimizer: AdamW;
   let state: LoopState = { step: 0, tokens: 0, elapsed: 0, source: null };
   let metrics: MetricRow[] = [];
   let precision: PrecisionDecision;
+  let resumed: Checkpoint | null = null;
   // A swap of the checkpoint folder cut short by a kill is completed (or cleaned) first.
   for (const line of recoverSwap(spec.out)) ui.log?.(line);
   if (spec.resume) {
@@ -90,27 +101,15 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
     if (Boolean(ckpt.adapters) !== Boolean(spec.lora) || (spec.lora && JSON.stringify(ckpt.adapters!.config) !== JSON.stringify(spec.lora))) {
       throw new Error(`--resume with different LoRA settings than ${spec.out}; choose another --out`);
     }
-    if (ckpt.adapters) {
-      // The saved weights have the adapters merged in: rebuild from the base and the adapters.
-      model = new GPT(spec.model, spec.initialWeights());
-      model.addAdapters(ckpt.adapters.config, options.seed, new Map([...ckpt.adapters.tensors].map(([n, t]) => [n, t.values])));
-    } else {
-      model = new GPT(spec.model, ckpt.weights);
-    }
-    optimizer = new AdamW(trainable(model), adamOptions(options));
-    optimizer.load(ckpt.optimizer);
     state = ckpt.state.loop as LoopState;
     spec.source.restore(state.source);
     metrics = ckpt.metrics ? metricsFromArrow(ckpt.metrics) : [];
     if (state.step >= options.steps) ui.log?.(`${spec.out} already finished ${state.step} steps; nothing to resume`);
+    resumed = ckpt;
   } else {
     validateTrainOptions(options);
     precision = resolvePrecision(spec.precision ?? 'fp32');
-    model = new GPT(spec.model, spec.initialWeights());
-    if (spec.lora) model.addAdapters(spec.lora, options.seed);
-    optimizer = new AdamW(trainable(model), adamOptions(options));
   }
-
   const config: CheckpointConfig = {
     format: 'persona-testbed-checkpoint/1',
     stage: spec.stage,
@@ -123,10 +122,16 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
     run: { ...spec.run, precision: precision.precision },
   };
   ui.log?.(`precision: ${precision.precision} (${precision.reason})`);
-  // Ctrl-C or SIGTERM: finish the step, save, stop (the loop yields between steps, so this runs
-  // within a step). One key press can arrive more than once (from the terminal and from npm or the
-  // experiment runner forwarding it): repeats within a second are the same request; a later one
-  // quits without saving.
+  return { options, precision, state, metrics, resumed, config };
+}
+
+/**
+ * Ctrl-C or SIGTERM: finish the step, save, stop (the loop yields between steps, so this runs
+ * within a step). One key press can arrive more than once (from the terminal and from npm or the
+ * experiment runner forwarding it): repeats within a second are the same request; a later one
+ * quits without saving.
+ */
+function stopOnSignals(log: ((line: string) => void) | undefined): { requested: () => boolean; release: () => void } {
   let stopRequested = false;
   let firstSignal = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -137,10 +142,33 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
     }
     stopRequested = true;
     firstSignal = Date.now();
-    ui.log?.(`${signal}: saving a checkpoint after this step (send it again to quit without saving)...`);
+    log?.(`${signal}: saving a checkpoint after this step (send it again to quit without saving)...`);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  return {
+    requested: () => stopRequested,
+    release: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise<SessionResult> {
+  const { options, precision, state, metrics, resumed, config } = openSession(spec, ui);
+  let model: GPT;
+  if (resumed?.adapters) {
+    // The saved weights have the adapters merged in: rebuild from the base and the adapters.
+    model = new GPT(spec.model, spec.initialWeights());
+    model.addAdapters(resumed.adapters.config, options.seed, new Map([...resumed.adapters.tensors].map(([n, t]) => [n, t.values])));
+  } else {
+    model = new GPT(spec.model, resumed ? resumed.weights : spec.initialWeights());
+    if (spec.lora && !resumed) model.addAdapters(spec.lora, options.seed);
+  }
+  const optimizer = new AdamW(trainable(model), adamOptions(options));
+  if (resumed) optimizer.load(resumed.optimizer!);
+  const signals = stopOnSignals(ui.log);
   try {
     const result = await trainLoop(
       model,
@@ -161,17 +189,113 @@ export async function runSession(spec: SessionSpec, ui: SessionUi = {}): Promise
           }),
         progress: ui.progress,
         log: ui.log,
-        shouldStop: () => stopRequested || (ui.shouldStop?.(optimizer.step) ?? false),
+        shouldStop: () => signals.requested() || (ui.shouldStop?.(optimizer.step) ?? false),
       },
       state,
       metrics,
     );
     return { model, metrics: result.metrics, state: result.state, stopped: result.stopped, options, precision };
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    signals.release();
     optimizer.dispose();
   }
+}
+
+/** Why sessions cannot train as stacked runs (GPT.stack), or null when they can. */
+export function stackingObstacle(specs: SessionSpec[]): string | null {
+  if (specs.length < 2) return 'fewer than two runs';
+  const [first] = specs;
+  const { seed: _s, ...shared } = first.options;
+  for (const s of specs) {
+    if (s.lora) return `${s.out} trains LoRA adapters`;
+    if (s.hooks) return `${s.out} edits its forward pass`;
+    if (s.model.dropout > 0) return `${s.out} uses dropout`;
+    if (JSON.stringify(s.model) !== JSON.stringify(first.model)) return `${s.out} has another model config`;
+    const { seed: _t, ...own } = s.options;
+    if (JSON.stringify(own) !== JSON.stringify(shared)) return `${s.out} has other training options`;
+    if (s.stage !== first.stage) return `${s.out} is another stage`;
+  }
+  return null;
+}
+
+/**
+ * Sessions that share a model config and every training option but the seed, trained as stacked
+ * runs: one forward and backward pass and one optimizer call per step for all of them. Each run
+ * is checked, checkpointed, evaluated and logged exactly as runSession would (its own folder,
+ * config, optimizer state, loop state and metrics), so a run can be resumed, reused or reported
+ * either way. Resumed runs must stand at the same step. Products run in fp32.
+ */
+export async function runStackedSessions(runs: Array<{ spec: SessionSpec; ui: SessionUi }>, shared: Pick<SessionUi, 'progress' | 'log' | 'shouldStop'> = {}): Promise<SessionResult[]> {
+  const obstacle = stackingObstacle(runs.map((r) => r.spec));
+  if (obstacle) throw new Error(`these runs cannot train stacked: ${obstacle}`);
+  const opened = runs.map(({ spec, ui }) => openSession(spec, ui));
+  const notFp32 = opened.findIndex((o) => o.precision.precision !== 'fp32');
+  if (notFp32 >= 0) throw new Error(`stacked runs compute in fp32 only; ${runs[notFp32].spec.out} runs in ${opened[notFp32].precision.precision}`);
+  const options = opened[0].options;
+  const model = GPT.stack(runs[0].spec.model, opened.map((o, r) => (o.resumed ? o.resumed.weights : runs[r].spec.initialWeights())));
+  const optimizer = new AdamW(model.params, adamOptions(options), runs.length);
+  if (opened.some((o) => o.resumed)) {
+    if (!opened.every((o) => o.resumed)) throw new Error('stacked runs are all fresh or all resumed');
+    optimizer.load(stackOptimizerStates(opened.map((o) => o.resumed!.optimizer!)));
+  }
+  const signals = stopOnSignals(shared.log);
+  // Each run's evaluation sees its own model, as a single run would.
+  const runModel = (r: number) => new GPT(runs[r].spec.model, model.runWeights(r));
+  try {
+    const result = await trainRuns(
+      model,
+      optimizer,
+      runs.map(({ spec, ui }, r) => ({
+        source: spec.source,
+        start: opened[r].state,
+        metrics: opened[r].metrics,
+        log: ui.log,
+        evaluate: ui.evaluate
+          ? async (step: number) => {
+              const m = runModel(r);
+              try {
+                return await ui.evaluate!(m, step);
+              } finally {
+                m.dispose();
+              }
+            }
+          : undefined,
+        save: (loop: LoopState, rows: MetricRow[]) =>
+          saveCheckpoint(spec.out, {
+            config: opened[r].config,
+            vocab: spec.vocab,
+            weights: model.runWeights(r),
+            optimizer: optimizer.runState(r),
+            adapters: null,
+            state: { loop, complete: loop.step >= options.steps },
+            metrics: metricsToArrow(rows),
+          }),
+      })),
+      { ...options, precision: 'fp32' },
+      { progress: shared.progress, shouldStop: () => signals.requested() || (shared.shouldStop?.(optimizer.step) ?? false) },
+    );
+    return runs.map((_, r) => ({ model: runModel(r), metrics: result.metrics[r], state: result.states[r], stopped: result.stopped, options: opened[r].options, precision: opened[r].precision }));
+  } finally {
+    signals.release();
+    optimizer.dispose();
+    model.dispose();
+  }
+}
+
+/** Single runs' optimizer states as the state of their stacked runs (moments laid end to end on the run axis). */
+function stackOptimizerStates(states: Array<{ step: number; moments: TensorSet }>): { step: number; moments: TensorSet } {
+  const steps = new Set(states.map((s) => s.step));
+  if (steps.size !== 1) throw new Error(`stacked runs must stand at one optimizer step, got ${[...steps].join(', ')}`);
+  const moments: TensorSet = new Map();
+  for (const key of states[0].moments.keys()) {
+    const parts = states.map((s) => s.moments.get(key));
+    if (parts.some((p) => !p)) throw new Error(`a stacked run's optimizer state lacks ${key}`);
+    const size = parts[0]!.values.length;
+    const all = new Float32Array(size * parts.length);
+    parts.forEach((p, r) => all.set(p!.values, r * size));
+    moments.set(key, { shape: [parts.length, ...parts[0]!.shape], values: all });
+  }
+  return { step: states[0].step, moments };
 }
 
 /**
