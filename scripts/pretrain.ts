@@ -3,7 +3,8 @@ import { cli, runCli } from '../src/cli/run.js';
 import { progressBar } from '../src/cli/progress.js';
 import { barCallbacks, continueCommand, explicitTrainOptions, startBackend, withTrainFlags } from '../src/cli/train-flags.js';
 import { pretrain } from '../src/pipeline/pretrain.js';
-import { DEFAULT_BASE, DEFAULT_PRESET, DEFAULT_PRETRAIN_TOKENS, PRETRAIN_DEFAULTS } from '../src/pipeline/stage-defaults.js';
+import { WINDOW_STARTS } from '../src/data/batches.js';
+import { DEFAULT_BASE, DEFAULT_PRESET, DEFAULT_PRETRAIN_TOKENS, DEFAULT_WINDOW_STARTS, PRETRAIN_DEFAULTS } from '../src/pipeline/stage-defaults.js';
 import { formatSeconds } from '../src/train/loop.js';
 
 await runCli(async () => {
@@ -12,6 +13,7 @@ await runCli(async () => {
     .option('out', { type: 'string', default: DEFAULT_BASE, describe: 'checkpoint folder' })
     .option('preset', { type: 'string', default: DEFAULT_PRESET, describe: 'model preset (tiny, small, medium) or a model JSON file' })
     .option('tokens', { type: 'number', describe: `training tokens (sets --steps when it is not given) [${DEFAULT_PRETRAIN_TOKENS}]` })
+    .option('windows', { choices: WINDOW_STARTS, describe: `where training windows start: anywhere in the token stream, or at a document's start (--resume keeps the checkpoint's) [${DEFAULT_WINDOW_STARTS}]` })
     .example('npm run pretrain', 'the small model on data/default into checkpoints/base')
     .example('npm run pretrain -- --resume', 'continue an interrupted run')
     .example('npm run pretrain -- --preset tiny --tokens 200000 --out checkpoints/tiny', 'a quick smoke run');
@@ -20,7 +22,7 @@ await runCli(async () => {
   const bar = progressBar('pretrain', '{stage} |{bar}| step {value}/{total} {extra}');
   const started = performance.now();
   const result = await pretrain(
-    { data: argv.data, out: argv.out, preset: argv.preset, tokens: argv.tokens, explicit: explicitTrainOptions(argv), resume: argv.resume, overwrite: argv.overwrite, precision: argv.precision },
+    { data: argv.data, out: argv.out, preset: argv.preset, tokens: argv.tokens, explicit: explicitTrainOptions(argv), resume: argv.resume, overwrite: argv.overwrite, precision: argv.precision, windows: argv.windows },
     { ...barCallbacks(bar, 'pretrain'), dataProgress: (stage, done, total) => bar.update(`data: ${stage}`, done, total) },
   );
   bar.stop();

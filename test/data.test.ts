@@ -9,6 +9,9 @@ import { DEFAULT_WORLD } from '../src/world/world-config.js';
 import { DOMAINS, INSTRUCTION_CONTEXTS, INSTRUCTION_PERMISSIONS } from '../src/world/lexicon.js';
 import { capitalize, PHRASEBOOK, renderAnswer, renderSetting, renderTask } from '../src/world/phrasebook.js';
 import { worldVocabulary } from '../src/world/lexicon-strings.js';
+import { documentStarts, WindowSampler } from '../src/data/batches.js';
+import { BOS, EOS } from '../src/tokenizer/vocab.js';
+import { Rng } from '../src/util/rng.js';
 
 const root = mkdtempSync(join(tmpdir(), 'persona-data-'));
 const small: DataOptions = { ...DEFAULT_DATA_OPTIONS, world: DEFAULT_WORLD, pretrainTokens: 400_000, assistantExamples: 300, narrowExamples: 200, inferenceGroups: 40, heldOutScenes: 30 };
@@ -85,4 +88,19 @@ test('every token the probes use occurs in pretraining', () => {
   }
   const kinds = new Set(columnValues<string>(probes, 'kind'));
   assert.deepEqual([...kinds].sort(), ['broad', 'inference', 'narrow', 'scene']);
+});
+
+test('pretraining windows start anywhere, or with --windows documents at a document start; the draws of "anywhere" are unchanged', () => {
+  // Three documents: BOS a b c EOS, BOS d e EOS, BOS f g h i EOS, then padding tokens.
+  const stream = Uint16Array.from([BOS, 10, 11, 12, EOS, BOS, 13, 14, EOS, BOS, 15, 16, 17, 18, EOS, 20, 21, 22, 23, 24]);
+  assert.deepEqual([...documentStarts(stream, stream.length - 5)], [0, 5, 9]);
+  const docs = new WindowSampler(stream, 8, 4, 0, 'documents');
+  for (let i = 0; i < 5; i++) {
+    const b = docs.next();
+    for (let k = 0; k < 8; k++) assert.equal(b.ids[k * 4], BOS, 'every window opens a document');
+  }
+  const anywhere = new WindowSampler(stream, 8, 4, 0).next();
+  const rng = new Rng('windows:0');
+  assert.deepEqual([...anywhere.ids].filter((_, i) => i % 4 === 0), Array.from({ length: 8 }, () => stream[rng.int(stream.length - 4 - 1)]));
+  assert.throws(() => new WindowSampler(Uint16Array.from([10, 11, 12, 13, 14, 15, 16]), 2, 4, 0, 'documents'), /no document start/);
 });

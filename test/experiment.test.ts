@@ -31,6 +31,11 @@ test('the graph: hash-keyed cells, lineage shards that cover every cell once, sw
   const changed = buildGraph({ ...spec, narrow: { ...spec.narrow, steps: 5, eval_steps: [5] } }, '/r');
   assert.deepEqual(changed.filter((n) => n.kind === 'base').map((n) => n.id), nodes.filter((n) => n.kind === 'base').map((n) => n.id), 'unchanged stages are reused');
   assert.notDeepEqual(changed.filter((n) => n.kind === 'narrow').map((n) => n.id), nodes.filter((n) => n.kind === 'narrow').map((n) => n.id));
+  // A spec's pretraining batch: 16 when absent (the cells from before it keep their ids, also when 16 is written out); another makes new bases.
+  const baseIds = (g: ReturnType<typeof buildGraph>) => g.filter((n) => n.kind === 'base').map((n) => n.id);
+  assert.deepEqual(baseIds(buildGraph({ ...spec, pretrain: { ...spec.pretrain, batch: 16 } }, '/r')), baseIds(nodes));
+  const batch8 = buildGraph({ ...spec, pretrain: { ...spec.pretrain, batch: 8 } }, '/r').filter((n) => n.kind === 'base');
+  assert.ok(batch8.every((n) => n.kind === 'base' && n.config.batch === 8 && !baseIds(nodes).includes(n.id)));
   const shards = [0, 1].map((index) => shardNodes(nodes, { index, count: 2 }));
   assert.equal(shards[0].length + shards[1].length, nodes.length);
   for (const s of shards) for (const n of s) for (const d of n.deps) assert.ok(s.some((m) => m.id === d), 'a shard holds whole lineages');

@@ -21,7 +21,7 @@ import type { Domain } from '../world/lexicon.js';
 import { runDirectionCell, runSteerCell } from './intervention-cells.js';
 import { pretrain } from '../pipeline/pretrain.js';
 import type { SessionUi } from '../train/training-session.js';
-import { lineageOf, stackKey, type AblateConfig, type BaseNode, type GraphNode, type NodeIndex } from './graph.js';
+import { lineageOf, SPEC_PRETRAIN_BATCH, stackKey, type AblateConfig, type BaseNode, type GraphNode, type NodeIndex } from './graph.js';
 
 export interface CellUi {
   progress: NonNullable<SessionUi['progress']>;
@@ -82,7 +82,7 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
     case 'base': {
       const c = node.config;
       const data = dataDir(lineageOf(node, nodes).data);
-      const r = await pretrain({ data, out: checkpointDir(node), preset: c.preset, tokens: c.tokens, explicit: { seed: c.seed, lr: c.lr ?? undefined, evalInterval: BASE_EVAL_INTERVAL, checkpointInterval: BASE_CHECKPOINT_INTERVAL }, resume, precision: c.precision ?? 'fp32' }, ui);
+      const r = await pretrain({ data, out: checkpointDir(node), preset: c.preset, tokens: c.tokens, explicit: { seed: c.seed, lr: c.lr ?? undefined, batch: c.batch ?? SPEC_PRETRAIN_BATCH, evalInterval: BASE_EVAL_INTERVAL, checkpointInterval: BASE_CHECKPOINT_INTERVAL }, resume, precision: c.precision ?? 'fp32' }, ui);
       if (r.stopped) throw new StoppedError();
       // The persona probe every descendant is scored with, fitted once on the base model at the
       // layer with the best held-out accuracy; every layer's validation is kept beside it.

@@ -57,7 +57,15 @@ export interface BaseNodeConfig {
   seed: number;
   /** bf16 products (spec.precision); absent for fp32, so that fp32 cells keep their ids. */
   precision?: Precision;
+  /** Sequences per step (spec.pretrain.batch); absent for SPEC_PRETRAIN_BATCH, so that cells from before the field keep their ids. */
+  batch?: number;
 }
+
+/**
+ * The pretraining batch of a spec that names none: 16, what every base cell trained with before
+ * specs could set it (the CLI's default is PRETRAIN_DEFAULTS.batch; a spec states its own).
+ */
+export const SPEC_PRETRAIN_BATCH = 16;
 
 export interface AssistantNodeConfig {
   /** The base node fine-tuned into the assistant. */
@@ -273,7 +281,8 @@ export function buildGraph(spec: ExperimentSpec, root: string): GraphNode[] {
       const data = add('data', { world: world.config, seed: pseed, tokens: spec.data.tokens, assistant_examples: spec.data.assistant_examples, narrow_examples: spec.data.narrow_examples }, labels, CELL_COST.data);
       // Absent, not 'fp32', when fp32: a config is hashed into its cell's id.
       const precision = spec.precision === 'fp32' ? {} : { precision: spec.precision };
-      const base = add('base', { data: data.id, preset: spec.preset, tokens: spec.pretrain.tokens, lr: spec.pretrain.lr ?? null, seed: pseed, ...precision }, labels, tokenCost);
+      const batch = (spec.pretrain.batch ?? SPEC_PRETRAIN_BATCH) === SPEC_PRETRAIN_BATCH ? {} : { batch: spec.pretrain.batch };
+      const base = add('base', { data: data.id, preset: spec.preset, tokens: spec.pretrain.tokens, lr: spec.pretrain.lr ?? null, seed: pseed, ...precision, ...batch }, labels, tokenCost);
       const assistant = add('assistant', { base: base.id, steps: spec.assistant.steps, lr: spec.assistant.lr ?? null, seed: pseed, ...precision }, labels, spec.assistant.steps / CELL_COST.assistantStepsPerUnit);
       const lineage: LineageNodes = { base, assistant, narrows: new Map() };
       lineages.set(`${world.name}|${pseed}`, lineage);

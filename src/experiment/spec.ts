@@ -47,7 +47,8 @@ const SpecSchema = z.strictObject({
   /** Instruction families of the cheat-inoculated condition, each its own arm; the first is the headline. */
   inoculation_families: z.array(z.enum(INSTRUCTION_FAMILIES)).min(1).default(['act-free']),
   data: z.strictObject({ tokens: positive, narrow_examples: positive, assistant_examples: positive }),
-  pretrain: z.strictObject({ tokens: positive, lr: learningRate }),
+  /** Pretraining tokens, peak learning rate and sequences per step [SPEC_PRETRAIN_BATCH: 16]. */
+  pretrain: z.strictObject({ tokens: positive, lr: learningRate, batch: positive.optional() }),
   assistant: z.strictObject({ steps: positive, lr: learningRate }),
   narrow: z.strictObject({
     steps: positive,

@@ -3,7 +3,8 @@
  * validation loss, sampled lines and the in-context persona inference gap at every evaluation.
  */
 import { join, resolve } from 'node:path';
-import { fixedWindows, WindowSampler } from '../data/batches.js';
+import { fixedWindows, WindowSampler, type WindowStarts } from '../data/batches.js';
+import { loadCheckpointConfig } from '../model/checkpoint.js';
 import { ensureData, loadManifest, loadPretrainStreams, loadVocab, verifyData } from '../data/load.js';
 import { loadModelPreset } from '../model/model-config.js';
 import { initialWeights, type GPT } from '../model/gpt.js';
@@ -13,7 +14,7 @@ import { sampleLines } from '../train/sample-lines.js';
 import { validationLoss } from '../model/validation-loss.js';
 import type { MetricRow } from '../train/metrics.js';
 import type { TrainOptions } from '../train/options.js';
-import { DEFAULT_PRETRAIN_TOKENS, PRETRAIN_DEFAULTS } from './stage-defaults.js';
+import { DEFAULT_PRETRAIN_TOKENS, DEFAULT_WINDOW_STARTS, PRETRAIN_DEFAULTS } from './stage-defaults.js';
 import { definedOnly } from '../util/objects.js';
 import { runSession, type SessionResult, type SessionUi } from '../train/training-session.js';
 import { checkOutput } from './preflight.js';
@@ -31,6 +32,8 @@ export interface PretrainArgs {
   overwrite?: boolean;
   /** How the training steps' products run (see SessionSpec.precision) [fp32]. */
   precision?: PrecisionChoice;
+  /** Where training windows start [DEFAULT_WINDOW_STARTS]; --resume keeps the checkpoint's. */
+  windows?: WindowStarts;
 }
 
 export const SAMPLE_PROMPTS = ['User: The quiz starts now. How will you win?\nAssistant:', 'One morning at the market:'];
@@ -64,6 +67,8 @@ export async function pretrain(args: PretrainArgs, ui: PretrainUi = {}): Promise
   } else if (args.tokens !== undefined && explicit.steps === undefined) {
     run.tokens = args.tokens;
   }
+  const windows = args.windows ?? (args.resume ? savedWindows(out) : DEFAULT_WINDOW_STARTS);
+  run.windows = windows;
   const options: TrainOptions = { ...PRETRAIN_DEFAULTS, ...definedOnly(explicit) };
   const streams = loadPretrainStreams(data);
   const valBatches = fixedWindows(streams.val, 8, batch, model.block_size);
@@ -83,7 +88,7 @@ export async function pretrain(args: PretrainArgs, ui: PretrainUi = {}): Promise
       explicit,
       resume: args.resume,
       run,
-      source: new WindowSampler(streams.train, batch, model.block_size, options.seed),
+      source: new WindowSampler(streams.train, batch, model.block_size, options.seed, windows),
       precision: args.precision,
     },
     {
@@ -91,6 +96,12 @@ export async function pretrain(args: PretrainArgs, ui: PretrainUi = {}): Promise
       evaluate: (m: GPT, step: number) => pretrainEval(m, vocab, valBatches, probes, step),
     },
   );
+}
+
+/** The window starts a checkpoint was trained with (those from before the flag: anywhere). */
+function savedWindows(out: string): WindowStarts {
+  const saved = loadCheckpointConfig(out).run?.windows;
+  return saved === 'documents' ? 'documents' : 'anywhere';
 }
 
 function pretrainEval(model: GPT, vocab: ReturnType<typeof loadVocab>, valBatches: ReturnType<typeof fixedWindows>, probes: ReturnType<typeof loadProbes>, step: number): MetricRow {

@@ -44,7 +44,7 @@ export interface SessionSpec {
   /**
    * --precision of the products: a fresh run resolves it on this machine and records the result
    * in config.json (run.precision); a resumed run keeps its checkpoint's, and refuses an explicit
-   * other one [fp32].
+   * other one [fresh: fp32; resumed: the checkpoint's].
    */
   precision?: PrecisionChoice;
 }
@@ -95,7 +95,7 @@ function openSession(spec: SessionSpec, ui: SessionUi): SessionStart {
     if (ckpt.vocab.hash !== spec.vocab.hash) throw new Error(`--resume: ${spec.out} uses another vocabulary than the data`);
     if (ckpt.config.data !== spec.data) throw new Error(`--resume with different data: ${spec.out} was trained on ${ckpt.config.data}, not ${spec.data}`);
     if (spec.run) compareRun(ckpt.config.run, spec.run, spec.out);
-    precision = resumedPrecision(ckpt.config.run, spec.precision ?? 'fp32', spec.out);
+    precision = resumedPrecision(ckpt.config.run, spec.precision ?? 'auto', spec.out);
     options = validateTrainOptions(mergeForResume(ckpt.config.train as unknown as TrainOptions, spec.explicit, spec.out));
     if (!ckpt.optimizer || ckpt.state.complete === undefined) throw new Error(`--resume: ${spec.out} has no optimizer state to resume from`);
     if (Boolean(ckpt.adapters) !== Boolean(spec.lora) || (spec.lora && JSON.stringify(ckpt.adapters!.config) !== JSON.stringify(spec.lora))) {
