@@ -8,6 +8,7 @@ import { buildGraph, nodeState, shardNodes } from '../src/experiment/graph.js';
 import { find, withInterval } from '../src/experiment/report.js';
 import { writeResults } from '../src/experiment/write-results.js';
 import { describeNode, MAX_STACK, runCells } from '../src/experiment/runner.js';
+import { wallTimeByKind } from '../src/experiment/cell-times.js';
 import { expandWorlds, loadSpec } from '../src/experiment/spec.js';
 import { formatSeconds } from '../src/train/loop.js';
 import { assertWritable } from '../src/util/fs.js';
@@ -62,6 +63,8 @@ await runCli(async () => {
     ui.stop();
     const by = (s: string) => outcomes.filter((o) => o.status === s);
     process.stderr.write(`cells: ${by('done').length} run, ${by('reused').length} reused, ${by('failed').length} failed, ${by('skipped').length} skipped, ${by('stopped').length} stopped (${formatSeconds((performance.now() - started) / 1000)})\n`);
+    const times = wallTimeByKind(by('done').map((o) => nodes.find((n) => n.id === o.id)!));
+    if (times) process.stderr.write(`worker time by kind: ${times}\n`);
     for (const o of by('failed')) process.stderr.write(`failed ${o.id}: ${o.error} (log: ${o.log})\n`);
     if (by('stopped').length) {
       process.stderr.write('interrupted: rerun the same command to resume where it stopped\n');

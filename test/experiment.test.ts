@@ -47,6 +47,7 @@ test('npm run experiment runs the grid, reuses finished cells, and two shards me
   const whole = run(join(root, 'runs-a'), join(root, 'out-a'), ['--stack']);
   assert.equal(whole.status, 0, whole.stderr);
   assert.match(whole.stdout, /default step 4: EM effect -?\d\.\d{3} \[/);
+  assert.match(whole.stderr, /worker time by kind: data 2 cells \d+s, base 2 cells \d+s, .*evaluate 6 cells \d+s/);
   for (const f of ['report.md', 'report.html', 'results.arrow', 'cells.arrow', 'results.parquet', 'cells.parquet', 'dynamics.arrow', 'plots/broad-first.svg']) assert.ok(existsSync(join(root, 'out-a', f)), f);
   const report = readFileSync(join(root, 'out-a', 'report.md'), 'utf8');
   assert.match(report, /## The answer/);

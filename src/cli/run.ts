@@ -23,9 +23,11 @@ export async function runCli(main: () => Promise<void>): Promise<void> {
 
 /** A yargs parser with the project's conventions: strict flags, --help, one-line errors. */
 export function cli(script: string, usage: string): Argv {
-  return yargs(hideBin(process.argv))
-    .scriptName(script)
-    .usage(usage)
+  // One usage line per line of text: yargs wraps a multi-line usage as if it were one line, so
+  // "Usage: ... [options]" broke mid-word under a long description.
+  const y = yargs(hideBin(process.argv)).scriptName(script);
+  for (const line of usage.split('\n')) y.usage(line);
+  return y
     .strict()
     .parserConfiguration({ 'camel-case-expansion': true })
     .help()

@@ -70,6 +70,7 @@ function scoring(data: string, base: BaseNode) {
 /** Run one node whose dependencies are done. `nodes` resolves its ancestors' ids. Returns DONE.json's content. */
 export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Promise<Record<string, unknown>> {
   mkdirSync(node.dir, { recursive: true });
+  const started = performance.now();
   const resume = existsSync(join(checkpointDir(node), 'config.json'));
   let done: Record<string, unknown> = {};
   switch (node.kind) {
@@ -157,6 +158,8 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
       break;
     }
   }
+  // The wall time of this (last) invocation, loading and evaluation included: where an experiment's time goes.
+  done.wall_s = (performance.now() - started) / 1000;
   writeBytesAtomic(join(node.dir, 'DONE.json'), JSON.stringify({ id: node.id, kind: node.kind, labels: node.labels, config: node.config, ...done }, null, 2) + '\n');
   return done;
 }
@@ -198,6 +201,7 @@ export async function runStackedCells(group: GraphNode[], nodes: NodeIndex, ui: 
     if (existsSync(join(checkpointDir(node), 'config.json'))) throw new Error(`${node.id} has a checkpoint already: resume it on its own`);
     return narrowRun(node, nodes, false);
   });
+  const started = performance.now();
   const results = await finetuneStacked(runs.map(({ args, ui: own }, i) => ({ args, ui: { ...own, log: (line: string) => ui.log(`[${group[i].id}] ${line}`) } })), ui);
   if (results.some((r) => r.stopped)) {
     for (const r of results) r.model.dispose();
@@ -205,7 +209,8 @@ export async function runStackedCells(group: GraphNode[], nodes: NodeIndex, ui: 
   }
   return results.map((r, i) => {
     const node = group[i];
-    const done = { final: r.metrics.at(-1) ?? {}, seconds: r.state.elapsed, stacked: group.length };
+    // wall_s: the whole stacked job's.
+    const done = { final: r.metrics.at(-1) ?? {}, seconds: r.state.elapsed, stacked: group.length, wall_s: (performance.now() - started) / 1000 };
     r.model.dispose();
     writeBytesAtomic(join(node.dir, 'DONE.json'), JSON.stringify({ id: node.id, kind: node.kind, labels: node.labels, config: node.config, ...done }, null, 2) + '\n');
     return done;

@@ -115,7 +115,7 @@ function accumulate(total: Map<string, tf.Tensor> | null, model: GPT, grads: tf.
  * forward and backward pass for all of them, each run's loss and clip its own.
  */
 export function stackedTrainStep(model: GPT, optimizer: AdamW, sources: BatchSource[], gradAccum: number, lr: number): StepResult[] {
-  if (model.config.dropout > 0) throw new Error('stacked runs train without dropout (their masks would differ from single runs\')');
+  if (model.config.dropout > 0) throw new Error('stacked runs train without dropout (their masks could not match those of the runs trained alone)');
   const R = sources.length;
   const vars = [...optimizer.params.values()];
   let total: Map<string, tf.Tensor> | null = null;
@@ -188,8 +188,7 @@ export async function trainRuns(model: GPT, optimizer: AdamW, runs: LoopRun[], o
   const steps = new Set(runs.map((r) => r.start.step));
   if (steps.size !== 1) throw new Error(`stacked runs must start at one step, got ${[...steps].join(', ')}`);
   const states: LoopState[] = runs.map((r) => ({ ...r.start }));
-  const step0 = states[0].step;
-  let step = step0;
+  let step = states[0].step;
   const windowLoss = new Array<number>(R).fill(0);
   const windowTokens = new Array<number>(R).fill(0);
   let windowSteps = 0;
