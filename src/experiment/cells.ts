@@ -160,6 +160,11 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
   }
   // The wall time of this (last) invocation, loading and evaluation included: where an experiment's time goes.
   done.wall_s = (performance.now() - started) / 1000;
+  return writeDone(node, done);
+}
+
+/** A cell's DONE.json (its identity and what it measured), written last and atomically. */
+function writeDone(node: GraphNode, done: Record<string, unknown>): Record<string, unknown> {
   writeBytesAtomic(join(node.dir, 'DONE.json'), JSON.stringify({ id: node.id, kind: node.kind, labels: node.labels, config: node.config, ...done }, null, 2) + '\n');
   return done;
 }
@@ -207,13 +212,11 @@ export async function runStackedCells(group: GraphNode[], nodes: NodeIndex, ui: 
     for (const r of results) r.model.dispose();
     throw new StoppedError();
   }
+  // wall_s: each cell's share of the job's wall time, so that cells' times add up to the job's.
+  const share = (performance.now() - started) / 1000 / group.length;
   return results.map((r, i) => {
-    const node = group[i];
-    // wall_s: the whole stacked job's.
-    const done = { final: r.metrics.at(-1) ?? {}, seconds: r.state.elapsed, stacked: group.length, wall_s: (performance.now() - started) / 1000 };
     r.model.dispose();
-    writeBytesAtomic(join(node.dir, 'DONE.json'), JSON.stringify({ id: node.id, kind: node.kind, labels: node.labels, config: node.config, ...done }, null, 2) + '\n');
-    return done;
+    return writeDone(group[i], { final: r.metrics.at(-1) ?? {}, seconds: r.state.elapsed, stacked: group.length, wall_s: share });
   });
 }
 

@@ -33,11 +33,11 @@ export interface SeedStat {
  */
 export function seedInterval(quantity: string, setting: string, values: number[], range: [number, number] = rangeOf(quantity)): SeedStat {
   const n = values.length;
-  const mean = values.reduce((a, b) => a + b, 0) / Math.max(1, n);
-  if (n < 2) return { quantity, setting, mean, lo: NaN, hi: NaN, seeds: n, values };
-  const sd = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1));
+  const m = mean(values);
+  if (n < 2) return { quantity, setting, mean: m, lo: NaN, hi: NaN, seeds: n, values };
+  const sd = Math.sqrt(values.reduce((a, v) => a + (v - m) ** 2, 0) / (n - 1));
   const half = tQuantile(0.975, n - 1) * (sd / Math.sqrt(n));
-  return { quantity, setting, mean, lo: Math.max(range[0], mean - half), hi: Math.min(range[1], mean + half), seeds: n, values };
+  return { quantity, setting, mean: m, lo: Math.max(range[0], m - half), hi: Math.min(range[1], m + half), seeds: n, values };
 }
 
 /** What values a quantity can take, by its name: probabilities in [0, 1], differences of them and correlations in [-1, 1], ratios unbounded. */

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../util/rng.js';
 import type { ModelConfig } from './model-config.js';
 import { tidyValues } from './read.js';
+import { runSlice, stackRuns } from './run-axis.js';
 import { block, BLOCK_HOOK_POINTS, type BlockContext, type BlockHookPoint, type BlockWeights, causalAttention } from './block.js';
 import { crossEntropy, dropout, embed, gatherRows, layerNorm, linear } from './ops.js';
 
@@ -143,16 +144,10 @@ export class GPT {
   /** R models of one config as one stacked model: run r's weights are `runs[r]`. */
   static stack(config: ModelConfig, runs: Array<Map<string, Float32Array>>): GPT {
     const weights = new Map<string, Float32Array>();
-    for (const [name, shape] of parameterShapes(config)) {
-      const size = shape.reduce((a, b) => a * b, 1);
-      const all = new Float32Array(runs.length * size);
-      runs.forEach((w, r) => {
-        const v = w.get(name);
-        if (!v || v.length !== size) throw new Error(`run ${r}: weight ${name} is missing or has another shape than [${shape}]`);
-        all.set(v, r * size);
-      });
-      weights.set(name, all);
+    for (const [name] of parameterShapes(config)) {
+      weights.set(name, stackRuns(runs.map((w, r) => w.get(name) ?? missing(`run ${r}: weight ${name}`)), `weight ${name}`));
     }
+    // The constructor checks each stacked weight against [R, ...shape].
     return new GPT(config, weights, runs.length);
   }
 
@@ -160,10 +155,7 @@ export class GPT {
   runWeights(r: number): Map<string, Float32Array> {
     if (this.runs === null || r < 0 || r >= this.runs) throw new Error(`no run ${r} in this model (${this.runs ?? 'not stacked'})`);
     const out = new Map<string, Float32Array>();
-    for (const [name, v] of this.params) {
-      const size = v.size / this.runs;
-      out.set(name, (v.dataSync() as Float32Array).slice(r * size, (r + 1) * size));
-    }
+    for (const [name, v] of this.params) out.set(name, runSlice(v.dataSync() as Float32Array, this.runs, r));
     return out;
   }
 
@@ -344,9 +336,9 @@ export class GPT {
     const t = targets.reshape([-1]);
     const perRunWeight = tf.sum(weights.reshape([R, -1]), 1);
     // Runs without a trained position in this batch add nothing (their weights stay 0).
-    const scale = tf.div(tf.cast(tf.greater(perRunWeight, 0), 'float32'), tf.maximum(perRunWeight, 1e-8));
-    const w = tf.mul(weights.reshape([R, -1]), scale.reshape([R, 1])).reshape([-1]);
-    const counted = tf.sum(tf.cast(tf.greater(perRunWeight, 0), 'float32'));
+    const trained = tf.cast(tf.greater(perRunWeight, 0), 'float32');
+    const w = tf.mul(weights.reshape([R, -1]), tf.div(trained, tf.maximum(perRunWeight, 1e-8)).reshape([R, 1])).reshape([-1]);
+    const counted = tf.sum(trained);
     if (losses) {
       // Each run's value, read from its rows (contiguous slices, no gradient recorded through them).
       const rows = flat.shape[0] / R;
@@ -372,3 +364,6 @@ export class GPT {
   }
 }
 
+function missing(what: string): never {
+  throw new Error(`${what} is missing`);
+}

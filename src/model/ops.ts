@@ -79,7 +79,7 @@ export function linear(x: T, w: T, b?: T, transposeW = false): T {
 }
 
 /**
- * Stacked runs (a batched fine-tuning of sibling runs, src/train/stacked-runs.ts): each parameter
+ * Stacked runs (sibling fine-tuning runs trained as one model: GPT.stack, runStackedSessions): each parameter
  * has a leading run axis R and so has every activation, x [R, ..., K]. A product is then one
  * batched matmul over the runs: x [R, M, K] @ w [R, K, N] (+ b [R, N]), in fp32.
  */

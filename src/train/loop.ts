@@ -212,7 +212,6 @@ export async function trainRuns(model: GPT, optimizer: AdamW, runs: LoopRun[], o
     }
     step += 1;
     results.forEach((x, r) => {
-      states[r].step = step;
       states[r].tokens += x.tokens;
       windowLoss[r] += x.loss;
       windowTokens[r] += x.tokens;

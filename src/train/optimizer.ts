@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { hasKernel, PersonaAdamW, PersonaSumSquares, runPersonaKernel } from '../backend/native/contracts.js';
 import type { TensorSet } from '../model/checkpoint.js';
 import type { ParamMap } from '../model/gpt.js';
+import { runSlice } from '../model/run-axis.js';
 
 export interface AdamWOptions {
   beta1: number;
@@ -46,8 +47,7 @@ export class AdamW {
   }
 
   /** Each run's L2 gradient norm [R] (stacked runs). */
-  runGradNorms(grads: Map<string, tf.Tensor>): number[] {
-    const R = this.runs ?? 1;
+  private runGradNorms(grads: Map<string, tf.Tensor>, R: number): number[] {
     const list = [...this.params.keys()].map((n) => grads.get(n)!);
     return Array.from(tf.tidy(() => tf.sqrt(tf.addN(list.map((g) => tf.sum(tf.square(g.reshape([R, -1])), 1)))).dataSync()));
   }
@@ -60,7 +60,7 @@ export class AdamW {
   applyRuns(grads: Map<string, tf.Tensor>, lr: number): { gradNorms: number[] } {
     const R = this.runs;
     if (R === null) throw new Error('applyRuns needs stacked runs');
-    const norms = this.runGradNorms(grads);
+    const norms = this.runGradNorms(grads, R);
     const bad = norms.findIndex((n) => !Number.isFinite(n));
     if (bad >= 0) throw new NonFiniteError(`run ${bad}'s gradient norm is ${norms[bad]}`);
     const { gradClip } = this.options;
@@ -68,11 +68,12 @@ export class AdamW {
     if (scales.every((s) => s === 1)) {
       this.update(grads, lr, 1);
     } else {
-      const scaled = new Map([...grads].map(([n, g]) => [n, tf.tidy(() => tf.mul(g, tf.tensor1d(scales).reshape([R, ...Array<number>(g.rank - 1).fill(1)])))]));
+      const perRun = tf.tensor1d(scales);
+      const scaled = new Map([...grads].map(([n, g]) => [n, tf.tidy(() => tf.mul(g, perRun.reshape([R, ...Array<number>(g.rank - 1).fill(1)])))]));
       try {
         this.update(scaled, lr, 1);
       } finally {
-        for (const g of scaled.values()) g.dispose();
+        tf.dispose([perRun, ...scaled.values()]);
       }
     }
     return { gradNorms: norms };
@@ -149,9 +150,8 @@ export class AdamW {
     if (R === null || r < 0 || r >= R) throw new Error(`no run ${r} in this optimizer (${R ?? 'not stacked'})`);
     const moments: TensorSet = new Map();
     for (const [n, p] of this.params) {
-      const size = p.size / R;
       for (const [kind, t] of [['m', this.m.get(n)!], ['v', this.v.get(n)!]] as const) {
-        moments.set(`${kind}/${n}`, { shape: p.shape.slice(1), values: (t.dataSync() as Float32Array).slice(r * size, (r + 1) * size) });
+        moments.set(`${kind}/${n}`, { shape: p.shape.slice(1), values: runSlice(t.dataSync() as Float32Array, R, r) });
       }
     }
     return { step: this.step, moments };

@@ -10,6 +10,7 @@ import type { Precision } from '../backend/product-precision.js';
 import type { BatchSource } from '../data/batches.js';
 import { loadCheckpoint, saveCheckpoint, type Checkpoint, type CheckpointConfig, type TensorSet } from '../model/checkpoint.js';
 import { GPT, type Hooks, type LoraConfig, type ParamMap } from '../model/gpt.js';
+import { stackRuns } from '../model/run-axis.js';
 import type { ModelConfig } from '../model/model-config.js';
 import type { Vocabulary } from '../tokenizer/vocab.js';
 import { trainLoop, trainRuns, type LoopCallbacks, type LoopState } from './loop.js';
@@ -287,15 +288,15 @@ function stackOptimizerStates(states: Array<{ step: number; moments: TensorSet }
   const steps = new Set(states.map((s) => s.step));
   if (steps.size !== 1) throw new Error(`stacked runs must stand at one optimizer step, got ${[...steps].join(', ')}`);
   const moments: TensorSet = new Map();
-  for (const key of states[0].moments.keys()) {
-    const parts = states.map((s) => s.moments.get(key));
-    if (parts.some((p) => !p)) throw new Error(`a stacked run's optimizer state lacks ${key}`);
-    const size = parts[0]!.values.length;
-    const all = new Float32Array(size * parts.length);
-    parts.forEach((p, r) => all.set(p!.values, r * size));
-    moments.set(key, { shape: [parts.length, ...parts[0]!.shape], values: all });
+  for (const [key, first] of states[0].moments) {
+    const parts = states.map((s, r) => s.moments.get(key)?.values ?? missingMoment(r, key));
+    moments.set(key, { shape: [parts.length, ...first.shape], values: stackRuns(parts, `optimizer state ${key}`) });
   }
   return { step: states[0].step, moments };
+}
+
+function missingMoment(r: number, key: string): never {
+  throw new Error(`stacked run ${r}'s optimizer state lacks ${key}`);
 }
 
 /**
