@@ -5,6 +5,8 @@ import { GPT, hookNames, initialWeights } from '../src/model/gpt.js';
 import type { ModelConfig } from '../src/model/model-config.js';
 import { sample, scoreContinuations } from '../src/model/generate.js';
 import { sampleCached } from '../src/model/cached-sample.js';
+import { scoreChoices } from '../src/model/choice-scores.js';
+import { activationsAt, siteBatches, type ActivationSite } from '../src/eval/persona-probe.js';
 import { tidyValues } from '../src/model/read.js';
 import { testBackends, use } from './helpers/backends.js';
 import { Rng } from '../src/util/rng.js';
@@ -145,6 +147,108 @@ for (const backend of testBackends()) {
     const before = tf.memory().numTensors;
     sampleCached(model, prompts, { ...opts, rng: new Rng(2), temperature: 0.7, topK: 0 });
     assert.equal(tf.memory().numTensors, before, 'no tensors leak');
+    model.dispose();
+  });
+
+  test(`[${backend}] the cached sampler draws what the full model draws, prompts of any length in one batch`, async () => {
+    await use(backend);
+    const model = GPT.init(CFG, 11);
+    // Lengths 1 to 3 (every sequence stays inside the context of 12, as sample()'s sliding window
+    // would not), repeats (read once, then copied).
+    const rng = new Rng('prompts');
+    const seq = (n: number) => Array.from({ length: n }, () => 1 + rng.int(CFG.vocab_size - 1));
+    const base = [seq(1), seq(3), seq(2), seq(3), seq(1)];
+    const prompts = [...base, base[2], base[2], base[4], base[1]];
+    // Temperature sampling with stops at some tokens, so sequences finish at different steps and leave the batch.
+    const opts = { maxNewTokens: 9, temperature: 0.9, topK: 0, stopAtNewline: (t: number) => t % 5 === 0 };
+    const full = sample(model, prompts, { ...opts, rng: new Rng('draw') });
+    const before = tf.memory().numTensors;
+    const cached = sampleCached(model, prompts, { ...opts, rng: new Rng('draw') });
+    assert.equal(tf.memory().numTensors, before, 'no tensors leak');
+    assert.deepEqual(cached, full);
+    assert.ok(cached.some((c) => c.length === 9) && cached.some((c) => c.length < 9), 'some sequences stop early, some run to the end');
+    const inTwos = { ...opts, batchSize: 2 };
+    assert.deepEqual(sampleCached(model, prompts, { ...inTwos, rng: new Rng('draw') }), sample(model, prompts, { ...inTwos, rng: new Rng('draw') }), 'batches of 2');
+    // At the end of the context a sequence stops: the token after position 11 has no position.
+    const long = sampleCached(model, [seq(12), seq(15), seq(10), seq(2)], { ...opts, stopAtNewline: undefined, rng: new Rng(3) });
+    assert.deepEqual(long.map((c) => c.length), [1, 1, 3, 9]);
+    assert.throws(() => sampleCached(model, [[1, 2], []], { ...opts, rng: new Rng(1) }), /prompt 1 is empty/);
+    model.dispose();
+  });
+
+  test(`[${backend}] choice scores read each context once and match scoring each continuation alone`, async () => {
+    await use(backend);
+    const model = GPT.init(CFG, 13);
+    const rng = new Rng('choices');
+    const seq = (n: number) => Array.from({ length: n }, () => 1 + rng.int(CFG.vocab_size - 1));
+    const items = [
+      { context: seq(4), continuations: [seq(3), seq(3)] },
+      { context: seq(1), continuations: [seq(1), seq(4), seq(2)] }, // one-token, uneven and three continuations
+      { context: seq(9), continuations: [seq(4), seq(1)] }, // 9 + 4 - 1 = 12: just fits
+      { context: seq(11), continuations: [seq(3), seq(2)] }, // does not fit: clipped as scoreContinuations clips
+      { context: seq(6), continuations: [seq(1), seq(1)] },
+    ];
+    const before = tf.memory().numTensors;
+    const got = scoreChoices(model, items, 2);
+    assert.equal(tf.memory().numTensors, before, 'no tensors leak');
+    items.forEach((it, i) => {
+      const want = scoreContinuations(model, it.continuations.map((continuation) => ({ context: it.context, continuation })));
+      want.forEach((w, k) => {
+        assert.equal(got[i][k].count, w.count);
+        assert.ok(Math.abs(got[i][k].sum - w.sum) < 1e-4 * (1 + Math.abs(w.sum)), `item ${i} continuation ${k}: ${got[i][k].sum} vs ${w.sum}`);
+      });
+    });
+    assert.throws(() => scoreChoices(model, [{ context: seq(2), continuations: [seq(1), []] }]), /empty continuation/);
+    model.dispose();
+  });
+
+  test(`[${backend}] residualsAt reads what the hooks capture, without the later blocks`, async () => {
+    await use(backend);
+    const model = GPT.init({ ...CFG, n_layer: 3 }, 17);
+    const rng = new Rng('resid');
+    const ids = tf.tensor2d(Array.from({ length: 2 * 10 }, () => rng.int(CFG.vocab_size)), [2, 10], 'int32');
+    const positions = Int32Array.from([3, 9, 10, 17]);
+    const { logits, cache } = model.inspect(ids, { capture: (n) => n.endsWith('hook_resid_post') });
+    for (const layers of [[0], [2, 1], [0, 1, 2]]) {
+      const got = model.residualsAt(ids, positions, layers).map((t) => { const v = t.arraySync() as number[][]; t.dispose(); return v; });
+      layers.forEach((l, k) => {
+        const want = tf.tidy(() => tf.gather(cache.get(`blocks.${l}.hook_resid_post`)!.reshape([-1, CFG.n_embd]), tf.tensor1d(positions, 'int32')).arraySync()) as number[][];
+        const diff = Math.max(...got[k].flatMap((row, i) => row.map((v, j) => Math.abs(v - want[i][j]))));
+        assert.ok(diff < 1e-5, `layer ${l}: ${diff}`);
+      });
+    }
+    assert.throws(() => tf.tidy(() => model.residualsAt(ids, positions, [3])[0]), /layer 3 does not exist; the model has layers 0 to 2/);
+    tf.dispose([ids, logits, ...cache.values()]);
+    model.dispose();
+  });
+
+  test(`[${backend}] a document's sites are read from one row and give what each site's own window gives`, async () => {
+    await use(backend);
+    const model = GPT.init(CFG, 19);
+    const rng = new Rng('sites');
+    const doc = Uint16Array.from({ length: 20 }, () => rng.int(CFG.vocab_size));
+    const other = Uint16Array.from(doc, (t, i) => (i === 2 ? (t + 1) % CFG.vocab_size : t));
+    const sites: ActivationSite[] = [
+      { tokens: doc.subarray(0, 5), label: 0, doc: 0 },
+      { tokens: doc.subarray(0, 12), label: 1, doc: 0 },
+      { tokens: doc.subarray(0, 9), label: 0, doc: 0 },
+      { tokens: other.subarray(0, 7), label: 1, doc: 0 }, // same document number, different tokens: a row of its own
+      { tokens: doc.subarray(0, 17), label: 0, doc: 0 }, // deeper than the context: its last 12 tokens
+      { tokens: doc.subarray(0, 3), label: 1 }, // no document
+      { tokens: doc.subarray(0, 1), label: 1, doc: 0 },
+    ];
+    const rows = siteBatches(sites, CFG.block_size, 2).flatMap((b) => Array.from({ length: b.B }, (_, r) => b.ids.subarray(r * b.T, (r + 1) * b.T)));
+    assert.equal(rows.length, 4, 'doc 0 fitting sites share one row; the changed, deep and doc-less sites have their own');
+    const acts = activationsAt(model, sites, [0, 1], 2);
+    sites.forEach((s, i) => {
+      const window = s.tokens.subarray(Math.max(0, s.tokens.length - CFG.block_size));
+      const alone = tidyValues(() => tf.concat(model.residualsAt(tf.tensor2d(Int32Array.from(window), [1, window.length], 'int32'), Int32Array.from([window.length - 1]), [0, 1])));
+      [0, 1].forEach((l) => {
+        const got = acts[l].subarray(i * CFG.n_embd, (i + 1) * CFG.n_embd);
+        const diff = Math.max(...got.map((v, j) => Math.abs(v - alone[l * CFG.n_embd + j])));
+        assert.ok(diff < 1e-5, `site ${i} layer ${l}: ${diff}`);
+      });
+    });
     model.dispose();
   });
 

@@ -8,14 +8,15 @@ import { join, resolve } from 'node:path';
 import { chatBatch, fixedWindows } from '../data/batches.js';
 import { loadChatRows, loadPretrainStreams } from '../data/load.js';
 import { sampleCached } from '../model/cached-sample.js';
-import { forcedChoice, scoreContinuations } from '../model/generate.js';
+import { scoreChoices } from '../model/choice-scores.js';
+import { forcedChoice } from '../model/generate.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { GPT } from '../model/gpt.js';
 import { SPECIAL_TOKENS, type Vocabulary } from '../tokenizer/vocab.js';
 import { validationLoss } from '../model/validation-loss.js';
 import { Rng } from '../util/rng.js';
 import { classifyAnswer } from '../world/matcher.js';
-import { activations, applyProbe, assistantSites, clusteredAccuracy, fitLogistic, sitesFromFile, type LogisticProbe } from './persona-probe.js';
+import { activations, activationsAt, applyProbe, assistantSites, clusteredAccuracy, fitLogistic, sitesFromFile, type LogisticProbe } from './persona-probe.js';
 import { loadProbes, type ProbeRecord } from './probe-records.js';
 import type { EvalRow } from './eval-rows.js';
 
@@ -89,9 +90,9 @@ export function evaluateCheckpoint(dir: string, o: EvaluateOptions, log: (line: 
 
 /** Forced-choice P(bad) for each probe (total and length-normalised likelihood). */
 export function forcedChoiceRows(model: GPT, probes: ProbeRecord[], label: string): EvalRow[] {
-  const scores = scoreContinuations(model, probes.flatMap((p) => [{ context: p.context, continuation: p.good }, { context: p.context, continuation: p.bad }]));
+  const scores = scoreChoices(model, probes.map((p) => ({ context: p.context, continuations: [p.good, p.bad] })));
   return probes.map((p, i) => {
-    const [g, b] = [scores[2 * i], scores[2 * i + 1]];
+    const [g, b] = scores[i];
     return {
       checkpoint: label, probe_id: probeId(p), kind: p.kind as EvalRow['kind'], domain: p.domain, variant: p.variant, subject: p.subject, sample: -1, prompt: p.text,
       answer: '', class: '', value: forcedChoice(g, b), value_norm: forcedChoice(g, b, true), truth: p.trueBad,
@@ -139,12 +140,15 @@ export function selectPersonaProbe(model: GPT, data: string): { probe: LogisticP
   const chats = sitesFromFile(join(data, 'pretrain.arrow'), ['chat'], PROBE_HELDOUT_CHATS, 'val');
   let best: { probe: LogisticProbe; acc: number } | null = null;
   const validation: LayerValidation[] = [];
-  for (let layer = 0; layer < model.config.n_layer; layer++) {
-    const probe = fitLogistic(activations(model, train, layer), train.map((s) => s.label), model.config.n_embd, layer);
+  // Every layer's activations from one pass over each set of sites.
+  const layers = Array.from({ length: model.config.n_layer }, (_, l) => l);
+  const [trainActs, sceneActs, chatActs] = [train, scenes, chats].map((sites) => activationsAt(model, sites, layers));
+  for (const layer of layers) {
+    const probe = fitLogistic(trainActs[layer], train.map((s) => s.label), model.config.n_embd, layer);
     const v: LayerValidation = {
       layer,
-      scenes: clusteredAccuracy(applyProbe(probe, activations(model, scenes, layer)), scenes),
-      chats: clusteredAccuracy(applyProbe(probe, activations(model, chats, layer)), chats),
+      scenes: clusteredAccuracy(applyProbe(probe, sceneActs[layer]), scenes),
+      chats: clusteredAccuracy(applyProbe(probe, chatActs[layer]), chats),
     };
     validation.push(v);
     if (!best || v.scenes.accuracy > best.acc) best = { probe, acc: v.scenes.accuracy };

@@ -3,7 +3,8 @@
  * bad act in A earlier) minus P(bad in B | good act in A), by forced choice, beside the
  * generator's true value. Also how much an *instructed* bad act moves it (truth: not at all).
  */
-import { forcedChoice, scoreContinuations } from '../model/generate.js';
+import { scoreChoices } from '../model/choice-scores.js';
+import { forcedChoice } from '../model/generate.js';
 import type { GPT } from '../model/gpt.js';
 import type { ProbeRecord } from './probe-records.js';
 
@@ -22,12 +23,7 @@ export interface InferenceResult {
 
 /** P(bad) by forced choice for each probe, in order. */
 export function probePBad(model: GPT, probes: ProbeRecord[], batchSize = 32): number[] {
-  const items = probes.flatMap((p) => [
-    { context: p.context, continuation: p.good },
-    { context: p.context, continuation: p.bad },
-  ]);
-  const scores = scoreContinuations(model, items, batchSize);
-  return probes.map((_, i) => forcedChoice(scores[2 * i], scores[2 * i + 1]));
+  return scoreChoices(model, probes.map((p) => ({ context: p.context, continuations: [p.good, p.bad] })), batchSize).map(([g, b]) => forcedChoice(g, b));
 }
 
 export function summarizeInference(probes: ProbeRecord[], pBad: number[]): InferenceResult[] {

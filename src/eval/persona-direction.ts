@@ -11,7 +11,7 @@ import { unit } from '../model/residual-interventions.js';
 import { writeBytesAtomic } from '../util/atomic-files.js';
 import { readFileSync } from 'node:fs';
 import { Rng } from '../util/rng.js';
-import { activations, fitLogistic, sitesFromFile } from './persona-probe.js';
+import { activationsAt, fitLogistic, sitesFromFile } from './persona-probe.js';
 import { PROBE_FIT_SCENES, PROBE_HELDOUT_SCENES } from './evaluate-checkpoint.js';
 
 /** The file a base model's persona directions are kept in (beside its checkpoint, or in its experiment cell). */
@@ -59,10 +59,12 @@ export function personaDirections(model: GPT, data: string): PersonaDirections {
   const good = held.length - bad;
   if (bad === 0 || good === 0) throw new Error(`${join(data, 'probes.arrow')} has ${bad} bad-persona and ${good} good-persona answer sites in held-out scenes; both are needed for a persona direction`);
   const layers: LayerDirection[] = [];
-  for (let layer = 0; layer < model.config.n_layer; layer++) {
-    const p = fitLogistic(activations(model, fit, layer), fit.map((s) => s.label), C, layer);
+  const all = Array.from({ length: model.config.n_layer }, (_, l) => l);
+  const [fitActs, heldActs] = [fit, held].map((sites) => activationsAt(model, sites, all));
+  for (const layer of all) {
+    const p = fitLogistic(fitActs[layer], fit.map((s) => s.label), C, layer);
     const probe = unit(Float32Array.from(p.weights, (w, j) => w / p.std[j]));
-    const x = activations(model, held, layer);
+    const x = heldActs[layer];
     const diff = new Float64Array(C);
     let norms = 0;
     held.forEach((s, i) => {

@@ -57,30 +57,66 @@ export function assistantSites(vocab: Vocabulary, n = 48): ActivationSite[] {
   });
 }
 
-/**
- * Sites as a batch: ids [B, T] right-padded, and the flat position (b * T + t) of each site's last
- * token. A site deeper than the context keeps the last block_size tokens before it. Shared with
- * the browser's asynchronous reader.
- */
-export function siteBatch(sites: ActivationSite[], blockSize: number): { ids: Int32Array; B: number; T: number; positions: Int32Array } {
-  const chunk = sites.map((s) => (s.tokens.length > blockSize ? s.tokens.subarray(s.tokens.length - blockSize) : s.tokens));
-  const T = Math.max(...chunk.map((c) => c.length));
-  const ids = new Int32Array(chunk.length * T);
-  chunk.forEach((c, b) => ids.set(c, b * T));
-  return { ids, B: chunk.length, T, positions: Int32Array.from(chunk, (c, b) => b * T + c.length - 1) };
+/** A batch of the rows sites are read from: ids [B, T] right-padded; site `sites[j]` is read at flat position `positions[j]` (b * T + t). */
+export interface SiteBatch {
+  ids: Int32Array;
+  B: number;
+  T: number;
+  positions: Int32Array;
+  sites: number[];
 }
 
-/** Residual activations [n, C] at each site's last token. */
+/**
+ * The batches a set of sites is read in, `batchSize` rows each. A site that fits the context is
+ * a prefix of its document, and the model is causal (a position's activation does not depend on
+ * what follows it), so every such site of one document is read from that document's longest one:
+ * one row per document instead of one per site. A site deeper than the context keeps its own row
+ * of the last block_size tokens before it. Shared with the browser's asynchronous reader.
+ */
+export function siteBatches(sites: ActivationSite[], blockSize: number, batchSize = 32): SiteBatch[] {
+  const rows: { tokens: Uint16Array; sites: number[] }[] = [];
+  const docRow = new Map<number, number>();
+  sites.forEach((s, i) => {
+    if (s.tokens.length > blockSize || s.doc === undefined) {
+      rows.push({ tokens: s.tokens.subarray(Math.max(0, s.tokens.length - blockSize)), sites: [i] });
+      return;
+    }
+    const r = docRow.get(s.doc);
+    const row = r === undefined ? undefined : rows[r];
+    const [short, long] = row && row.tokens.length < s.tokens.length ? [row.tokens, s.tokens] : [s.tokens, row?.tokens];
+    if (row && long && short.every((t, k) => t === long[k])) {
+      row.tokens = long;
+      row.sites.push(i);
+    } else {
+      docRow.set(s.doc, rows.length);
+      rows.push({ tokens: s.tokens, sites: [i] });
+    }
+  });
+  const batches: SiteBatch[] = [];
+  for (let r = 0; r < rows.length; r += batchSize) {
+    const chunk = rows.slice(r, r + batchSize);
+    const T = Math.max(...chunk.map((c) => c.tokens.length));
+    const ids = new Int32Array(chunk.length * T);
+    chunk.forEach((c, b) => ids.set(c.tokens, b * T));
+    const at = chunk.flatMap((c, b) => c.sites.map((i) => ({ i, p: b * T + sites[i].tokens.subarray(Math.max(0, sites[i].tokens.length - blockSize)).length - 1 })));
+    batches.push({ ids, B: chunk.length, T, positions: Int32Array.from(at, (a) => a.p), sites: at.map((a) => a.i) });
+  }
+  return batches;
+}
+
+/** Residual activations [n, C] at each site's last token (blocks.L.hook_resid_post). */
 export function activations(model: GPT, sites: ActivationSite[], layer: number, batchSize = 32): Float32Array {
+  return activationsAt(model, sites, [layer], batchSize)[0];
+}
+
+/** activations() at several layers from one pass: [n, C] per layer, in the order asked. */
+export function activationsAt(model: GPT, sites: ActivationSite[], layers: number[], batchSize = 32): Float32Array[] {
   const C = model.config.n_embd;
-  const hook = `blocks.${layer}.hook_resid_post`;
-  const out = new Float32Array(sites.length * C);
-  for (let i = 0; i < sites.length; i += batchSize) {
-    const { ids, B, T, positions } = siteBatch(sites.slice(i, i + batchSize), model.config.block_size);
-    const { logits, cache } = model.inspect(tf.tensor2d(ids, [B, T], 'int32'), { capture: (n) => n === hook });
-    const acts = tidyValues(() => tf.gather(cache.get(hook)!.reshape([-1, C]), tf.tensor1d(positions, 'int32')));
-    out.set(acts, i * C);
-    tf.dispose([logits, ...cache.values()]);
+  const out = layers.map(() => new Float32Array(sites.length * C));
+  for (const b of siteBatches(sites, model.config.block_size, batchSize)) {
+    const N = b.sites.length;
+    const acts = tidyValues(() => tf.concat(model.residualsAt(tf.tensor2d(b.ids, [b.B, b.T], 'int32'), b.positions, layers))); // [layers * N, C]
+    layers.forEach((_, k) => b.sites.forEach((site, j) => out[k].set(acts.subarray((k * N + j) * C, (k * N + j + 1) * C), site * C)));
   }
   return out;
 }

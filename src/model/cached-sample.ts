@@ -1,100 +1,65 @@
 /**
- * Sampling with a key/value cache: the prompt runs through the model once, then each new token
- * costs one position instead of the whole sequence (10x fewer operations for the short answers
- * of evaluation). Prompts of equal length are batched together so positions stay aligned.
- * Each new position runs through the same block function as the full forward pass (block.ts),
- * with an attention core that appends the position's key and value to the cache. Hooks are not
- * offered here (an edit written for whole sequences would see one position at a time): use
- * sample() from generate.ts for steering.
+ * Sampling with a key/value cache (kv-cache.ts): the prompt runs through the model once, then
+ * each new token costs one position instead of the whole sequence (10x fewer operations for the
+ * short answers of evaluation). Prompts of any length share a batch. Hooks are not offered here
+ * (an edit written for whole sequences would see one position at a time): use sample() from
+ * generate.ts for steering.
  */
-import * as tf from '@tensorflow/tfjs';
 import { EOS } from '../tokenizer/vocab.js';
-import { type AttentionCore, block } from './block.js';
 import { drawToken, type SampleOptions } from './generate.js';
 import type { GPT } from './gpt.js';
-import { tidyValues } from './read.js';
+import { disposeCache, extend, prefill, selectRows } from './kv-cache.js';
 
-interface LayerCache {
-  k: tf.Tensor4D; // [B, H, T, hd]
-  v: tf.Tensor4D;
-}
-
-/** Attention for one new position per sequence: its key and value join layer `l`'s cache (replaced in `caches`). */
-function cachedAttention(caches: LayerCache[], l: number, nHead: number): AttentionCore {
-  return (qkv) => {
-    const [B, , C3] = qkv.shape;
-    const hd = C3 / 3 / nHead;
-    const [q, k, v] = tf.split(qkv, 3, -1).map((t) => t.reshape([B, 1, nHead, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D);
-    const K = tf.concat([caches[l].k, k], 2) as tf.Tensor4D;
-    const V = tf.concat([caches[l].v, v], 2) as tf.Tensor4D;
-    tf.dispose([caches[l].k, caches[l].v]);
-    caches[l] = { k: tf.keep(K), v: tf.keep(V) };
-    const att = tf.softmax(tf.mul(tf.matMul(q, K, false, true), 1 / Math.sqrt(hd)), -1);
-    return tf.matMul(att, V).transpose([0, 2, 1, 3]).reshape([B, 1, C3 / 3]);
-  };
-}
-
-/** One new position for every sequence: logits [B, V], caches extended in place. */
-function step(model: GPT, tokens: Int32Array, position: number, caches: LayerCache[]): Float32Array {
-  const cfg = model.config;
-  const B = tokens.length;
-  return tidyValues(() => {
-    let x: tf.Tensor = tf.add(tf.gather(model.p('wte'), tf.tensor1d(tokens, 'int32')), model.p('wpe').slice([position, 0], [1, -1])).reshape([B, 1, cfg.n_embd]);
-    for (let l = 0; l < cfg.n_layer; l++) x = block(x, model.blockWeights(l), cachedAttention(caches, l, cfg.n_head));
-    return model.unembed(model.finalNorm(x).reshape([B, cfg.n_embd]));
-  });
-}
-
-/** Run equal-length prompts through the model once: logits at the last position, and the caches. */
-function prefill(model: GPT, prompts: number[][]): { logits: Float32Array; caches: LayerCache[] } {
-  const cfg = model.config;
-  const B = prompts.length;
-  const L = prompts[0].length;
-  const ids = tf.tensor2d(Int32Array.from(prompts.flat()), [B, L], 'int32');
-  const names = (l: number) => [`blocks.${l}.attn.hook_k`, `blocks.${l}.attn.hook_v`];
-  const wanted = new Set(Array.from({ length: cfg.n_layer }, (_, l) => names(l)).flat());
-  const { logits, cache } = model.inspect(ids, { capture: (n) => wanted.has(n) });
-  const values = tidyValues(() => logits.slice([0, L - 1, 0], [-1, 1, -1]).reshape([B, cfg.vocab_size]));
-  const caches = Array.from({ length: cfg.n_layer }, (_, l) => {
-    const [k, v] = names(l).map((n) => tf.tidy(() => cache.get(n)!.transpose([0, 2, 1, 3])) as tf.Tensor4D);
-    return { k, v };
-  });
-  tf.dispose([ids, logits, ...cache.values()]);
-  return { logits: values, caches };
-}
-
+/**
+ * Samples for each prompt, `batchSize` prompts (default 512) at a time in prompt order; at each
+ * step the batch's tokens are drawn in prompt order, as sample() does, so both samplers draw
+ * the same tokens from the same logits. A sequence stops at EOS, at a line end when asked, at
+ * maxNewTokens, or when its next position would pass the context.
+ */
 export function sampleCached(model: GPT, prompts: ArrayLike<number>[], o: SampleOptions): number[][] {
   if (!(o.temperature > 0)) throw new Error(`temperature must be > 0, got ${o.temperature}`);
   const V = model.config.vocab_size;
   const maxT = model.config.block_size;
   const results: number[][] = prompts.map(() => []);
-  // Equal lengths together (positions must line up), in prompt order within a length.
-  const byLength = new Map<number, number[]>();
-  prompts.forEach((p, i) => {
-    const len = Math.min(p.length, maxT);
-    (byLength.get(len) ?? byLength.set(len, []).get(len)!).push(i);
-  });
-  const batchSize = o.batchSize ?? 128;
-  for (const [len, all] of [...byLength].sort((a, b) => a[0] - b[0])) {
-    for (let s = 0; s < all.length; s += batchSize) {
-      const idx = all.slice(s, s + batchSize);
-      const seqs = idx.map((i) => Array.from(prompts[i]).slice(-maxT));
-      let { logits, caches } = prefill(model, seqs);
-      const done = idx.map(() => false);
-      const next = new Int32Array(idx.length);
-      for (let t = 0; t < o.maxNewTokens; t++) {
-        idx.forEach((pi, b) => {
-          if (done[b]) return;
-          const token = drawToken(logits.subarray(b * V, (b + 1) * V), o);
-          results[pi].push(token);
-          next[b] = token;
-          if (token === EOS || o.stopAtNewline?.(token)) done[b] = true;
-        });
-        if (done.every(Boolean) || len + t >= maxT) break;
-        logits = step(model, next, len + t, caches);
+  const batchSize = o.batchSize ?? 512;
+  for (let s = 0; s < prompts.length; s += batchSize) {
+    const seqs = prompts.slice(s, s + batchSize).map((p) => Array.from(p).slice(-maxT));
+    const empty = seqs.findIndex((p) => p.length === 0);
+    if (empty >= 0) throw new Error(`prompt ${s + empty} is empty; a prompt needs at least one token`);
+    // A prompt repeated in the batch (several samples of one probe) runs through the model once.
+    const firstOf = new Map<string, number>();
+    const unique: number[][] = [];
+    const rowOf = seqs.map((p) => {
+      const key = p.join(',');
+      if (!firstOf.has(key)) firstOf.set(key, unique.push(p) - 1);
+      return firstOf.get(key)!;
+    });
+    const read = prefill(model, unique);
+    let cache = unique.length < seqs.length ? selectRows(read.cache, rowOf) : read.cache;
+    let logits: Float32Array = new Float32Array(seqs.length * V);
+    rowOf.forEach((u, b) => logits.set(read.logits.subarray(u * V, (u + 1) * V), b * V));
+    // The batch's sequences still in the cache, by index into seqs; finished ones leave it once they are half of it.
+    let live = seqs.map((_, b) => b);
+    const done = seqs.map(() => false);
+    for (let t = 0; t < o.maxNewTokens; t++) {
+      live.forEach((b, r) => {
+        if (done[b]) return;
+        const token = drawToken(logits.subarray(r * V, (r + 1) * V), o);
+        results[s + b].push(token);
+        if (token === EOS || o.stopAtNewline?.(token) || seqs[b].length + t >= maxT) done[b] = true;
+      });
+      if (live.every((b) => done[b]) || t + 1 >= o.maxNewTokens) break;
+      const running = live.filter((b) => !done[b]);
+      if (running.length <= live.length / 2) {
+        cache = selectRows(cache, running.map((b) => live.indexOf(b)));
+        live = running;
       }
-      tf.dispose(caches.flatMap((c) => [c.k, c.v]));
+      // Each token just drawn goes in at position length + t (a finished sequence's output is not read).
+      const next = Int32Array.from(live, (b) => results[s + b].at(-1)!);
+      const positions = Int32Array.from(live, (b) => Math.min(seqs[b].length + t, maxT - 1));
+      logits = extend(model, cache, next, positions, 1, { keep: true });
     }
+    disposeCache(cache);
   }
   return results;
 }

@@ -229,9 +229,45 @@ export class GPT {
    * sampling need a few positions per sequence, and the head is the widest product.
    */
   logitsAt(ids: tf.Tensor2D, positions: Int32Array, opts: ForwardOptions = {}): tf.Tensor2D {
-    const { hidden } = this.hidden(ids, opts);
-    const picked = tf.gather(hidden.reshape([-1, this.config.n_embd]), tf.tensor1d(positions, 'int32'));
-    return this.unembed(picked) as tf.Tensor2D;
+    return this.headAt(this.hidden(ids, opts).hidden, positions);
+  }
+
+  /** logitsAt() in its own tidy scope, with the captured activations (as inspect() gives them). */
+  inspectAt(ids: tf.Tensor2D, positions: Int32Array, hooks: Hooks): { logits: tf.Tensor2D; cache: Map<string, tf.Tensor> } {
+    let cache = new Map<string, tf.Tensor>();
+    const logits = tf.tidy(() => {
+      const r = this.hidden(ids, { hooks });
+      cache = r.cache;
+      return this.headAt(r.hidden, positions);
+    });
+    return { logits, cache };
+  }
+
+  /**
+   * The residual stream after each of `layers` (blocks.L.hook_resid_post) at flat positions
+   * (b * T + t) of ids [B, T]: one [N, C] per layer, as inspect() would capture them. Blocks after
+   * the last layer asked for and the head do not run: a probe reads the middle of the model, and
+   * the head is the widest product. Call inside tf.tidy.
+   */
+  residualsAt(ids: tf.Tensor2D, positions: Int32Array, layers: number[]): tf.Tensor2D[] {
+    if (this.runs !== null) throw new Error('residualsAt reads one model, not stacked runs');
+    for (const l of layers) if (!Number.isInteger(l) || l < 0 || l >= this.config.n_layer) throw new Error(`layer ${l} does not exist; the model has layers 0 to ${this.config.n_layer - 1}`);
+    const [, T] = ids.shape;
+    if (T > this.config.block_size) throw new Error(`sequence of ${T} tokens exceeds the context of ${this.config.block_size}`);
+    const at = tf.tensor1d(positions, 'int32');
+    const attend = causalAttention(this.config.n_head);
+    const out = new Map<number, tf.Tensor2D>();
+    let x = embed(ids, this.p('wte'), this.p('wpe'));
+    for (let l = 0; l <= Math.max(...layers); l++) {
+      x = block(x, this.blockWeights(l), attend);
+      if (layers.includes(l)) out.set(l, tf.gather(x.reshape([-1, this.config.n_embd]), at) as tf.Tensor2D);
+    }
+    return layers.map((l) => out.get(l)!);
+  }
+
+  /** The head's logits [N, V] at flat positions of the final LayerNorm's output [B, T, C]. */
+  private headAt(hidden: tf.Tensor, positions: Int32Array): tf.Tensor2D {
+    return this.unembed(tf.gather(hidden.reshape([-1, this.config.n_embd]), tf.tensor1d(positions, 'int32'))) as tf.Tensor2D;
   }
 
   /**

@@ -3,14 +3,14 @@
  * synchronously (dataSync). tfjs 4.22's WebGPU backend reads synchronously through an
  * OffscreenCanvas, which hangs or loses the device in current Chromium (seen on SwiftShader with
  * Chromium 156), so on WebGPU the page runs these counterparts instead: the same model calls
- * (GPT.logitsAt, GPT.inspect, GPT.loss through tf.variableGrads), the same arithmetic and the
+ * (GPT.logitsAt, GPT.residualsAt, GPT.loss through tf.variableGrads), the same arithmetic and the
  * project's own forcedChoice, drawToken, applyProbe and AdamW.apply, with each device read made
  * asynchronous (await tensor.data()). Each mirrors one function line for line; the tests compare
  * both paths with node (scoring within 1e-3 of npm run evaluate, the training step against the
  * PyTorch parity fixture). On WebGL and wasm the page calls the project's functions themselves.
  */
 import * as tf from '@tensorflow/tfjs';
-import { siteBatch, type ActivationSite } from '../../eval/persona-probe.js';
+import { siteBatches, type ActivationSite } from '../../eval/persona-probe.js';
 import type { ProbeRecord } from '../../eval/probe-records.js';
 import { drawToken, forcedChoice, paddedBatch, scoresFromLogits, scoringLayout, type SampleOptions, type Score, type ScoreItem } from '../../model/generate.js';
 import type { GPT } from '../../model/gpt.js';
@@ -61,14 +61,10 @@ export async function nextTokenAsync(model: GPT, seq: number[], o: SampleOptions
 /** persona-probe.ts activations, read asynchronously. */
 export async function activationsAsync(model: GPT, sites: ActivationSite[], layer: number, batchSize = 32): Promise<Float32Array> {
   const C = model.config.n_embd;
-  const hook = `blocks.${layer}.hook_resid_post`;
   const out = new Float32Array(sites.length * C);
-  for (let i = 0; i < sites.length; i += batchSize) {
-    const { ids, B, T, positions } = siteBatch(sites.slice(i, i + batchSize), model.config.block_size);
-    const { logits, cache } = model.inspect(tf.tensor2d(ids, [B, T], 'int32'), { capture: (n) => n === hook });
-    const acts = await read(tf.tidy(() => tf.gather(cache.get(hook)!.reshape([-1, C]), tf.tensor1d(positions, 'int32'))));
-    out.set(acts, i * C);
-    tf.dispose([logits, ...cache.values()]);
+  for (const b of siteBatches(sites, model.config.block_size, batchSize)) {
+    const acts = await read(tf.tidy(() => model.residualsAt(tf.tensor2d(b.ids, [b.B, b.T], 'int32'), b.positions, [layer])[0]));
+    b.sites.forEach((site, j) => out.set(acts.subarray(j * C, (j + 1) * C), site * C));
   }
   return out;
 }
