@@ -41,7 +41,11 @@ export async function scoreContinuationsAsync(model: GPT, items: ScoreItem[], ba
   return out;
 }
 
-/** inference.ts probePBad, read asynchronously. */
+/**
+ * inference.ts probePBad, read asynchronously. It scores each answer with its context as its own
+ * sequence (scoreContinuations' way); probePBad reads each context once (choice-scores.ts), the
+ * same numbers to float32 rounding, so the page keeps one asynchronous scoring path.
+ */
 export async function probePBadAsync(model: GPT, probes: ProbeRecord[], batchSize = 32): Promise<number[]> {
   const items = probes.flatMap((p) => [
     { context: p.context, continuation: p.good },
