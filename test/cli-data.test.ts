@@ -1,3 +1,4 @@
+import { wrapWords } from '../src/cli/run.js';
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -62,4 +63,13 @@ test('an output path under a file is refused', () => {
   const r = runScript('data', ['--out', join(file, 'data'), ...small]);
   assert.ok(isOneLineError(r), r.stderr);
   assert.match(r.stderr, /cannot write to/);
+});
+
+test('help text breaks long usage lines at spaces, never inside a word', () => {
+  const line = 'Run an experiment grid (data -> base -> assistant -> narrow x condition x seed -> evaluate), then aggregate and report.';
+  const parts = wrapWords(line, 100);
+  assert.ok(parts.length === 2 && parts.every((p) => p.length <= 100), JSON.stringify(parts));
+  assert.equal(parts.join(' '), line);
+  assert.deepEqual(wrapWords('a-very-long-word short', 5), ['a-very-long-word', 'short']);
+  assert.deepEqual(wrapWords('', 10), ['']);
 });

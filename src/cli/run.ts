@@ -21,18 +21,33 @@ export async function runCli(main: () => Promise<void>): Promise<void> {
   }
 }
 
+/** A line broken at spaces into lines of at most `width` characters (a longer word keeps a line of its own). */
+export function wrapWords(line: string, width: number): string[] {
+  const out: string[] = [];
+  let current = '';
+  for (const word of line.split(' ')) {
+    if (current && current.length + 1 + word.length > width) {
+      out.push(current);
+      current = word;
+    } else current = current ? `${current} ${word}` : word;
+  }
+  out.push(current);
+  return out;
+}
+
 /** A yargs parser with the project's conventions: strict flags, --help, one-line errors. */
 export function cli(script: string, usage: string): Argv {
-  // One usage line per line of text: yargs wraps a multi-line usage as if it were one line, so
-  // "Usage: ... [options]" broke mid-word under a long description.
+  // One usage line per line of text, each broken at spaces to the help's width: yargs breaks a
+  // line too long for it mid-word ("ag" / "gregate").
+  const width = Math.min(110, process.stdout.columns || 100);
   const y = yargs(hideBin(process.argv)).scriptName(script);
-  for (const line of usage.split('\n')) y.usage(line);
+  for (const line of usage.split('\n')) for (const part of wrapWords(line, width)) y.usage(part);
   return y
     .strict()
     .parserConfiguration({ 'camel-case-expansion': true })
     .help()
     .alias('h', 'help')
-    .wrap(Math.min(110, process.stdout.columns || 100))
+    .wrap(width)
     .check((argv, options) => {
       // A repeated flag would arrive as an array where one value is expected.
       const arrays = new Set<string>((options as { array?: string[] }).array ?? []);
