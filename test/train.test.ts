@@ -8,7 +8,7 @@ import { WindowSampler, type Batch, type BatchSource } from '../src/data/batches
 import type { ModelConfig } from '../src/model/model-config.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { GPT, initialWeights } from '../src/model/gpt.js';
-import { trainStep } from '../src/train/loop.js';
+import { formatSeconds, trainStep } from '../src/train/loop.js';
 import { AdamW, learningRate } from '../src/train/optimizer.js';
 import type { TrainOptions } from '../src/train/options.js';
 import { PRETRAIN_DEFAULTS } from '../src/pipeline/stage-defaults.js';
@@ -36,6 +36,11 @@ function spec(out: string, options: Partial<TrainOptions>, resume = false): Sess
 }
 
 const losses = (rows: Array<Record<string, unknown>>) => rows.map((r) => r.loss as number);
+
+test('durations print rounded to their last unit, never as 2m60s', () => {
+  assert.deepEqual([0.4, 59.4, 59.6, 125, 179.6, 3599.4, 3599.9, 7140, 86_399].map(formatSeconds), ['0s', '59s', '1m00s', '2m05s', '3m00s', '59m59s', '1h00m', '1h59m', '24h00m']);
+  assert.equal(formatSeconds(Number.NaN), '?');
+});
 
 test('the learning rate warms up linearly and decays by cosine to min_lr', () => {
   const o = { lr: 1, minLr: 0.1, warmup: 10, steps: 110 };

@@ -267,11 +267,15 @@ export async function trainRuns(model: GPT, optimizer: AdamW, runs: LoopRun[], o
   return { states: runs.map((_, r) => snapshot(r)), metrics: runs.map((r) => r.metrics), stopped };
 }
 
+/** A duration as 42s, 3m05s or 1h07m, rounded to its last unit before it is split (179.6 s is 3m00s, not 2m60s). */
 export function formatSeconds(s: number): string {
   if (!Number.isFinite(s)) return '?';
-  if (s < 60) return `${Math.round(s)}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.round((s % 3600) / 60)).padStart(2, '0')}m`;
+  const two = (n: number) => String(n).padStart(2, '0');
+  const secs = Math.round(s);
+  if (secs < 60) return `${secs}s`;
+  if (secs < 3600) return `${Math.floor(secs / 60)}m${two(secs % 60)}s`;
+  const mins = Math.round(s / 60);
+  return `${Math.floor(mins / 60)}h${two(mins % 60)}m`;
 }
 
 function formatEvalRow(row: MetricRow): string {
