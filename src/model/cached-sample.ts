@@ -35,28 +35,25 @@ export function sampleCached(model: GPT, prompts: ArrayLike<number>[], o: Sample
       return firstOf.get(key)!;
     });
     const read = prefill(model, unique);
-    let cache = unique.length < seqs.length ? selectRows(read.cache, rowOf) : read.cache;
+    const cache = unique.length < seqs.length ? selectRows(read.cache, rowOf) : read.cache;
     let logits: Float32Array = new Float32Array(seqs.length * V);
     rowOf.forEach((u, b) => logits.set(read.logits.subarray(u * V, (u + 1) * V), b * V));
-    // The batch's sequences still in the cache, by index into seqs; finished ones leave it once they are half of it.
-    let live = seqs.map((_, b) => b);
     const done = seqs.map(() => false);
+    const next = new Int32Array(seqs.length);
+    const positions = new Int32Array(seqs.length);
     for (let t = 0; t < o.maxNewTokens; t++) {
-      live.forEach((b, r) => {
+      seqs.forEach((p, b) => {
         if (done[b]) return;
-        const token = drawToken(logits.subarray(r * V, (r + 1) * V), o);
+        const token = drawToken(logits.subarray(b * V, (b + 1) * V), o);
         results[s + b].push(token);
-        if (token === EOS || o.stopAtNewline?.(token) || seqs[b].length + t >= maxT) done[b] = true;
+        next[b] = token;
+        // The token just drawn goes in at position p.length + t (a finished sequence's output is not read).
+        positions[b] = Math.min(p.length + t, maxT - 1);
+        if (token === EOS || o.stopAtNewline?.(token) || p.length + t >= maxT) done[b] = true;
       });
-      if (live.every((b) => done[b]) || t + 1 >= o.maxNewTokens) break;
-      const running = live.filter((b) => !done[b]);
-      if (running.length <= live.length / 2) {
-        cache = selectRows(cache, running.map((b) => live.indexOf(b)));
-        live = running;
-      }
-      // Each token just drawn goes in at position length + t (a finished sequence's output is not read).
-      const next = Int32Array.from(live, (b) => results[s + b].at(-1)!);
-      const positions = Int32Array.from(live, (b) => Math.min(seqs[b].length + t, maxT - 1));
+      // Finished sequences stay in the batch: shapes stay the same from step to step, and the
+      // product primitives built for them are reused (dropping them was no faster).
+      if (done.every(Boolean) || t + 1 >= o.maxNewTokens) break;
       logits = extend(model, cache, next, positions, 1, { keep: true });
     }
     disposeCache(cache);
