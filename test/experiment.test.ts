@@ -8,6 +8,12 @@ import { buildGraph, lineageOf, shardNodes } from '../src/experiment/graph.js';
 import { expandWorlds, loadSpec, validateSpec } from '../src/experiment/spec.js';
 import { nativeBackendStatus } from '../src/backend/native/native-backend.js';
 import { isOneLineError, ROOT, runScript } from './helpers/cli.js';
+import { use } from './helpers/backends.js';
+import { readEvalRows } from '../src/eval/eval-rows.js';
+import { forcedChoiceRows } from '../src/eval/evaluate-checkpoint.js';
+import { loadProbes } from '../src/eval/probe-records.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
+import { GPT } from '../src/model/gpt.js';
 
 const SPEC = join(ROOT, 'test/fixtures/smoke-experiment.json');
 const root = mkdtempSync(join(tmpdir(), 'persona-exp-'));
@@ -87,6 +93,32 @@ test('npm run experiment runs the grid, reuses finished cells, and two shards me
     return ['world', 'step', 'metric', 'condition', 'group', 'mean', 'lo', 'hi'].map((c) => columnValues<unknown>(t, c));
   };
   assert.deepEqual(table(join(root, 'out-b')), table(join(root, 'out-a')), 'sharded + merged equals unsharded');
+});
+
+test('an evaluate cell reads the forced choices its narrow run scored at the last step, and they are what scoring the checkpoint gives', async () => {
+  // runs-single: the grid trained one by one by the test above.
+  const nodes = buildGraph(loadSpec(SPEC), join(root, 'runs-single'));
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const evaluates = nodes.filter((n) => n.kind === 'evaluate');
+  assert.ok(evaluates.length > 0);
+  await use(backend);
+  for (const e of evaluates) {
+    const narrow = byId.get((e.config as { narrow: string }).narrow)!;
+    const log = readFileSync(join(e.dir, 'log.txt'), 'utf8');
+    assert.match(log, /forced choice: \d+ probes \(\d+ scored, [1-9]\d* from the training run's last evaluation\)/);
+    const rows = readEvalRows(join(e.dir, 'eval.arrow')).filter((r) => r.sample === -1 && (r.kind === 'broad' || r.kind === 'narrow'));
+    const last = new Map(readEvalRows(join(narrow.dir, 'evals', 'step-000004.arrow')).filter((r) => r.sample === -1 && r.kind !== 'persona').map((r) => [r.probe_id, r.value]));
+    assert.equal(rows.length, last.size);
+    for (const r of rows) assert.equal(r.value, last.get(r.probe_id), r.probe_id);
+    // Scoring the checkpoint afresh gives the same numbers.
+    const ckpt = loadCheckpoint(join(narrow.dir, 'checkpoint'));
+    const model = new GPT(ckpt.config.model, ckpt.weights);
+    const probes = loadProbes(join(ckpt.config.data, 'probes.arrow'), ckpt.vocab).filter((p) => p.kind === 'broad' || p.kind === 'narrow');
+    const again = forcedChoiceRows(model, probes, 'again');
+    model.dispose();
+    const byProbe = new Map(rows.map((r) => [r.probe_id, r.value!]));
+    for (const r of again) assert.ok(Math.abs(r.value! - byProbe.get(r.probe_id)!) < 1e-5, `${r.probe_id}: ${r.value} vs ${byProbe.get(r.probe_id)}`);
+  }
 });
 
 test('a failed cell is reported with its log; the other lineage goes on; a rerun resumes only what is missing', () => {

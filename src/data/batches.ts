@@ -4,7 +4,7 @@
  * with the loss only on the Assistant's tokens. Both keep their position as plain JSON state, so a
  * resumed run draws exactly the batches an uninterrupted one would have.
  */
-import { bucketLength } from '../util/bucket.js';
+import { bucketLength, LENGTH_BUCKET, TRAIN_LENGTH_BUCKET } from '../util/bucket.js';
 import { Rng, type RngState } from '../util/rng.js';
 import { BOS, PAD } from '../tokenizer/vocab.js';
 
@@ -102,8 +102,8 @@ export interface ChatRows {
 }
 
 /** A batch of whole chats: position t predicts token t+1, weighted by the mask of token t+1. */
-export function chatBatch(rows: ChatRows, indices: number[], maxT: number): Batch {
-  const T = bucketLength(Math.max(...indices.map((i) => rows.tokens[i].length - 1)), maxT);
+export function chatBatch(rows: ChatRows, indices: number[], maxT: number, bucket = LENGTH_BUCKET): Batch {
+  const T = bucketLength(Math.max(...indices.map((i) => rows.tokens[i].length - 1)), maxT, bucket);
   const n = indices.length;
   const ids = new Int32Array(n * T).fill(PAD);
   const targets = new Int32Array(n * T).fill(PAD);
@@ -184,7 +184,7 @@ export class ChatSampler implements BatchSource {
       }
       picked.push(this.order[this.s.position++]);
     }
-    return chatBatch(this.rows, picked, this.maxT);
+    return chatBatch(this.rows, picked, this.maxT, TRAIN_LENGTH_BUCKET);
   }
 
   state(): EpochState {

@@ -36,6 +36,11 @@ export interface EvaluateOptions {
   sampleVariants?: string[];
   /** A persona probe fitted earlier (skips fitting one). */
   personaProbe?: LogisticProbe;
+  /**
+   * Forced-choice rows already computed for this very checkpoint (its training run's evaluation
+   * at its last step): the probes they cover (same kind and probe id) are not scored again.
+   */
+  scored?: EvalRow[];
 }
 
 export const DEFAULT_EVALUATE: EvaluateOptions = { samples: 8, seed: 0, probeSource: 'base' };
@@ -76,12 +81,27 @@ export function evaluateCheckpoint(dir: string, o: EvaluateOptions, log: (line: 
   const model = new GPT(ckpt.config.model, ckpt.weights);
   const rows: EvalRow[] = [];
   try {
-    rows.push(...forcedChoiceRows(model, probes.filter((p) => p.kind === 'broad' || p.kind === 'narrow' || p.kind === 'inference'), label));
-    log(`forced choice: ${rows.length} probes`);
+    let t = performance.now();
+    const seconds = () => `${((performance.now() - t) / 1000).toFixed(1)} s`;
+    const choice = probes.filter((p) => p.kind === 'broad' || p.kind === 'narrow' || p.kind === 'inference');
+    const known = new Map((o.scored ?? []).filter((r) => r.sample === -1).map((r) => [`${r.kind}|${r.probe_id}`, r]));
+    const isKnown = (p: ProbeRecord) => known.has(`${p.kind}|${probeId(p)}`);
+    const fresh = forcedChoiceRows(model, choice.filter((p) => !isKnown(p)), label);
+    let next = 0;
+    rows.push(...choice.map((p) => (isKnown(p) ? { ...known.get(`${p.kind}|${probeId(p)}`)!, checkpoint: label } : fresh[next++])));
+    log(`forced choice: ${rows.length} probes (${fresh.length} scored, ${rows.length - fresh.length} from the training run's last evaluation), ${seconds()}`);
+    t = performance.now();
     const toSample = probes.filter((p) => p.kind === 'broad' || (p.kind === 'narrow' && (!o.sampleVariants || o.sampleVariants.includes(p.variant))));
-    if (o.samples > 0) rows.push(...sampledRows(model, ckpt.vocab, toSample, o, label));
+    if (o.samples > 0) {
+      rows.push(...sampledRows(model, ckpt.vocab, toSample, o, label));
+      log(`sampled: ${toSample.length * o.samples} answers, ${seconds()}`);
+    }
+    t = performance.now();
     rows.push(...personaRows(model, ckpt.vocab, dir, data, o, label, log));
+    log(`persona probe: ${seconds()}`);
+    t = performance.now();
     rows.push(...coherenceRows(model, data, label));
+    log(`coherence: ${seconds()}`);
   } finally {
     model.dispose();
   }

@@ -11,7 +11,7 @@ import { loadVocab } from '../data/load.js';
 import { evaluateCheckpoint, forcedChoiceRows, personaScoreRows, selectPersonaProbe, type LayerValidation } from '../eval/evaluate-checkpoint.js';
 import type { LogisticProbe } from '../eval/persona-probe.js';
 import { loadProbes } from '../eval/probe-records.js';
-import { writeEvalRows } from '../eval/eval-rows.js';
+import { readEvalRows, writeEvalRows, type EvalRow } from '../eval/eval-rows.js';
 import { summarize } from '../eval/checkpoint-summary.js';
 import type { GPT } from '../model/gpt.js';
 import { finetune, finetuneStacked, type FinetuneAblation, type FinetuneArgs, type FinetuneUi } from '../pipeline/finetune.js';
@@ -120,7 +120,11 @@ export async function runCell(node: GraphNode, nodes: NodeIndex, ui: CellUi): Pr
       const target = realign ?? narrow;
       const result = evaluateCheckpoint(
         checkpointDir(target),
-        { samples: c.samples, seed: c.seed, probeSource: 'base', personaProbe: loadProbe(join(base.dir, 'probe.json')), sampleVariants: SAMPLED_NARROW_VARIANTS },
+        {
+          samples: c.samples, seed: c.seed, probeSource: 'base', personaProbe: loadProbe(join(base.dir, 'probe.json')), sampleVariants: SAMPLED_NARROW_VARIANTS,
+          // The narrow run scored these probes on this same checkpoint at its last step.
+          scored: target === narrow ? lastStepRows(narrow) : undefined,
+        },
         ui.log,
       );
       writeEvalRows(join(node.dir, 'eval.arrow'), result.rows, { checkpoint: checkpointDir(target) });
@@ -169,6 +173,16 @@ function writeDone(node: GraphNode, done: Record<string, unknown>): Record<strin
   return done;
 }
 
+/** Where a narrow cell writes its evaluation at `step`. */
+const evalStepPath = (node: GraphNode, step: number) => join(node.dir, 'evals', `step-${String(step).padStart(6, '0')}.arrow`);
+
+/** A narrow cell's evaluation at its last step (the checkpoint its evaluate cell reads), if it evaluated there. */
+function lastStepRows(node: GraphNode): EvalRow[] | undefined {
+  if (node.kind !== 'narrow' || !node.config.eval_steps.includes(node.config.steps)) return undefined;
+  const path = evalStepPath(node, node.config.steps);
+  return existsSync(path) ? readEvalRows(path) : undefined;
+}
+
 /** A narrow cell's fine-tuning run: its arguments, and the evaluations it writes at its eval steps. */
 function narrowRun(node: GraphNode, nodes: NodeIndex, resume: boolean): { args: FinetuneArgs; ui: FinetuneUi } {
   if (node.kind !== 'narrow') throw new Error(`${node.id} is not a narrow cell`);
@@ -179,7 +193,7 @@ function narrowRun(node: GraphNode, nodes: NodeIndex, resume: boolean): { args: 
   const evalDir = join(node.dir, 'evals');
   const onEvaluate = (model: GPT, step: number) => {
     if (!c.eval_steps.includes(step)) return;
-    writeEvalRows(join(evalDir, `step-${String(step).padStart(6, '0')}.arrow`), score(model, `step ${step}`), { step: String(step) });
+    writeEvalRows(evalStepPath(node, step), score(model, `step ${step}`), { step: String(step) });
   };
   if (!resume) rmSync(evalDir, { recursive: true, force: true });
   const interval = c.eval_steps.reduce(gcd);
