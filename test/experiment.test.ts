@@ -110,6 +110,11 @@ test('an evaluate cell reads the forced choices its narrow run scored at the las
     const last = new Map(readEvalRows(join(narrow.dir, 'evals', 'step-000004.arrow')).filter((r) => r.sample === -1 && r.kind !== 'persona').map((r) => [r.probe_id, r.value]));
     assert.equal(rows.length, last.size);
     for (const r of rows) assert.equal(r.value, last.get(r.probe_id), r.probe_id);
+    // The quick measurement logged at that step is the mean of the same rows (read, not scored again).
+    const metrics = readArrow(join(narrow.dir, 'checkpoint', 'metrics.arrow'));
+    const at = columnValues<number>(metrics, 'step').findIndex((x) => Number(x) === 4);
+    const none = rows.filter((r) => r.kind === 'narrow' && r.variant === 'none');
+    assert.ok(Math.abs(columnValues<number>(metrics, 'cheat_no_prompt')[at] - none.reduce((a, r) => a + r.value!, 0) / none.length) < 1e-9);
     // Scoring the checkpoint afresh gives the same numbers.
     const ckpt = loadCheckpoint(join(narrow.dir, 'checkpoint'));
     const model = new GPT(ckpt.config.model, ckpt.weights);

@@ -32,9 +32,13 @@ export function dynamicsProbes(probes: ProbeRecord[], perDomain = 12): DynamicsP
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
 
-export function measureDynamics(model: GPT, d: DynamicsProbes): Record<string, number> {
+/** The quick measurements; `known` holds forced-choice P(bad) already computed for this model at this step, by probe id (not scored again). */
+export function measureDynamics(model: GPT, d: DynamicsProbes, known?: ReadonlyMap<string, number>): Record<string, number> {
   const all = [...d.cheatNone, ...d.cheatPrompt, ...d.broad];
-  const p = probePBad(model, all);
+  const todo = all.filter((q) => known?.get(q.id) === undefined);
+  const scored = probePBad(model, todo);
+  let next = 0;
+  const p = all.map((q) => known?.get(q.id) ?? scored[next++]);
   const a = d.cheatNone.length;
   const b = a + d.cheatPrompt.length;
   return {

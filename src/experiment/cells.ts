@@ -193,7 +193,9 @@ function narrowRun(node: GraphNode, nodes: NodeIndex, resume: boolean): { args: 
   const evalDir = join(node.dir, 'evals');
   const onEvaluate = (model: GPT, step: number) => {
     if (!c.eval_steps.includes(step)) return;
-    writeEvalRows(evalStepPath(node, step), score(model, `step ${step}`), { step: String(step) });
+    const rows = score(model, `step ${step}`);
+    writeEvalRows(evalStepPath(node, step), rows, { step: String(step) });
+    return new Map(rows.filter((r) => r.sample === -1 && (r.kind === 'broad' || r.kind === 'narrow') && r.value !== null).map((r) => [r.probe_id, r.value!]));
   };
   if (!resume) rmSync(evalDir, { recursive: true, force: true });
   const interval = c.eval_steps.reduce(gcd);

@@ -81,8 +81,11 @@ export interface FinetuneUi extends SessionUi {
   dataProgress?: (stage: string, done: number, total: number) => void;
   /** Called before building a missing earlier stage. */
   announce?: (line: string) => void;
-  /** Extra work at each evaluation step (the experiment's per-step evaluations). */
-  onEvaluate?: (model: GPT, step: number) => void;
+  /**
+   * Extra work at each evaluation step (the experiment's per-step evaluations). It may return the
+   * forced-choice P(bad) it computed, by probe id: the step's quick measurements reuse them.
+   */
+  onEvaluate?: (model: GPT, step: number) => ReadonlyMap<string, number> | void;
 }
 
 export function defaultOut(a: Pick<FinetuneArgs, 'stage' | 'condition' | 'family' | 'inoculationPrompt' | 'explicit'>): string {
@@ -243,8 +246,8 @@ async function prepareFinetune(args: FinetuneArgs, ui: FinetuneUi): Promise<Fine
     ui: {
       ...ui,
       evaluate: (m: GPT, step: number): MetricRow => {
-        ui.onEvaluate?.(m, step);
-        return { ...(valBatches.length ? { val_loss: validationLoss(m, valBatches) } : {}), ...measureDynamics(m, dyn) };
+        const known = ui.onEvaluate?.(m, step) ?? undefined;
+        return { ...(valBatches.length ? { val_loss: validationLoss(m, valBatches) } : {}), ...measureDynamics(m, dyn, known) };
       },
     },
   };
