@@ -89,7 +89,8 @@ export function evaluateCheckpoint(dir: string, o: EvaluateOptions, log: (line: 
     const fresh = forcedChoiceRows(model, choice.filter((p) => !isKnown(p)), label);
     let next = 0;
     rows.push(...choice.map((p) => (isKnown(p) ? { ...known.get(`${p.kind}|${probeId(p)}`)!, checkpoint: label } : fresh[next++])));
-    log(`forced choice: ${rows.length} probes (${fresh.length} scored, ${rows.length - fresh.length} from the training run's last evaluation), ${seconds()}`);
+    const reused = rows.length - fresh.length;
+    log(`forced choice: ${rows.length} probes${reused ? ` (${fresh.length} scored, ${reused} from the training run's last evaluation)` : ''}, ${seconds()}`);
     t = performance.now();
     const toSample = probes.filter((p) => p.kind === 'broad' || (p.kind === 'narrow' && (!o.sampleVariants || o.sampleVariants.includes(p.variant))));
     if (o.samples > 0) {
