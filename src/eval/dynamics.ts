@@ -4,6 +4,7 @@
  * instruction) and a broad score over a fixed subset of the broad probes.
  */
 import type { GPT } from '../model/gpt.js';
+import { withKnown } from '../util/with-known.js';
 import { probePBad } from './inference.js';
 import type { ProbeRecord } from './probe-records.js';
 
@@ -35,10 +36,7 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.lengt
 /** The quick measurements; `known` holds forced-choice P(bad) already computed for this model at this step, by probe id (not scored again). */
 export function measureDynamics(model: GPT, d: DynamicsProbes, known?: ReadonlyMap<string, number>): Record<string, number> {
   const all = [...d.cheatNone, ...d.cheatPrompt, ...d.broad];
-  const todo = all.filter((q) => known?.get(q.id) === undefined);
-  const scored = probePBad(model, todo);
-  let next = 0;
-  const p = all.map((q) => known?.get(q.id) ?? scored[next++]);
+  const p = withKnown(all, (q) => known?.get(q.id), (missing) => probePBad(model, missing));
   const a = d.cheatNone.length;
   const b = a + d.cheatPrompt.length;
   return {

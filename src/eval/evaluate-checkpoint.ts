@@ -15,6 +15,7 @@ import { GPT } from '../model/gpt.js';
 import { SPECIAL_TOKENS, type Vocabulary } from '../tokenizer/vocab.js';
 import { validationLoss } from '../model/validation-loss.js';
 import { Rng } from '../util/rng.js';
+import { withKnown } from '../util/with-known.js';
 import { classifyAnswer } from '../world/matcher.js';
 import { activations, activationsAt, applyProbe, assistantSites, clusteredAccuracy, fitLogistic, sitesFromFile, type LogisticProbe } from './persona-probe.js';
 import { loadProbes, type ProbeRecord } from './probe-records.js';
@@ -81,26 +82,26 @@ export function evaluateCheckpoint(dir: string, o: EvaluateOptions, log: (line: 
   const model = new GPT(ckpt.config.model, ckpt.weights);
   const rows: EvalRow[] = [];
   try {
+    // Each part's time goes to the log: seconds() since the previous call.
     let t = performance.now();
-    const seconds = () => `${((performance.now() - t) / 1000).toFixed(1)} s`;
+    const seconds = () => {
+      const elapsed = (performance.now() - t) / 1000;
+      t = performance.now();
+      return `${elapsed.toFixed(1)} s`;
+    };
     const choice = probes.filter((p) => p.kind === 'broad' || p.kind === 'narrow' || p.kind === 'inference');
-    const known = new Map((o.scored ?? []).filter((r) => r.sample === -1).map((r) => [`${r.kind}|${r.probe_id}`, r]));
-    const isKnown = (p: ProbeRecord) => known.has(`${p.kind}|${probeId(p)}`);
-    const fresh = forcedChoiceRows(model, choice.filter((p) => !isKnown(p)), label);
-    let next = 0;
-    rows.push(...choice.map((p) => (isKnown(p) ? { ...known.get(`${p.kind}|${probeId(p)}`)!, checkpoint: label } : fresh[next++])));
-    const reused = rows.length - fresh.length;
-    log(`forced choice: ${rows.length} probes${reused ? ` (${fresh.length} scored, ${reused} from the training run's last evaluation)` : ''}, ${seconds()}`);
-    t = performance.now();
+    const known = new Map((o.scored ?? []).filter((r) => r.sample === -1).map((r) => [`${r.kind}|${r.probe_id}`, { ...r, checkpoint: label }]));
+    const knownRow = (p: ProbeRecord) => known.get(`${p.kind}|${probeId(p)}`);
+    rows.push(...withKnown(choice, knownRow, (missing) => forcedChoiceRows(model, missing, label)));
+    const reused = choice.filter(knownRow).length;
+    log(`forced choice: ${rows.length} probes${reused ? ` (${rows.length - reused} scored, ${reused} from the training run's last evaluation)` : ''}, ${seconds()}`);
     const toSample = probes.filter((p) => p.kind === 'broad' || (p.kind === 'narrow' && (!o.sampleVariants || o.sampleVariants.includes(p.variant))));
     if (o.samples > 0) {
       rows.push(...sampledRows(model, ckpt.vocab, toSample, o, label));
       log(`sampled: ${toSample.length * o.samples} answers, ${seconds()}`);
     }
-    t = performance.now();
     rows.push(...personaRows(model, ckpt.vocab, dir, data, o, label, log));
     log(`persona probe: ${seconds()}`);
-    t = performance.now();
     rows.push(...coherenceRows(model, data, label));
     log(`coherence: ${seconds()}`);
   } finally {

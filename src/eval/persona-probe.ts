@@ -76,16 +76,15 @@ export interface SiteBatch {
 export function siteBatches(sites: ActivationSite[], blockSize: number, batchSize = 32): SiteBatch[] {
   const rows: { tokens: Uint16Array; sites: number[] }[] = [];
   const docRow = new Map<number, number>();
+  const isPrefix = (a: Uint16Array, b: Uint16Array) => a.length <= b.length && a.every((t, k) => t === b[k]);
   sites.forEach((s, i) => {
     if (s.tokens.length > blockSize || s.doc === undefined) {
-      rows.push({ tokens: s.tokens.subarray(Math.max(0, s.tokens.length - blockSize)), sites: [i] });
+      rows.push({ tokens: s.tokens.subarray(s.tokens.length - Math.min(s.tokens.length, blockSize)), sites: [i] });
       return;
     }
-    const r = docRow.get(s.doc);
-    const row = r === undefined ? undefined : rows[r];
-    const [short, long] = row && row.tokens.length < s.tokens.length ? [row.tokens, s.tokens] : [s.tokens, row?.tokens];
-    if (row && long && short.every((t, k) => t === long[k])) {
-      row.tokens = long;
+    const row = rows[docRow.get(s.doc) ?? -1];
+    if (row && (isPrefix(s.tokens, row.tokens) || isPrefix(row.tokens, s.tokens))) {
+      if (s.tokens.length > row.tokens.length) row.tokens = s.tokens;
       row.sites.push(i);
     } else {
       docRow.set(s.doc, rows.length);
@@ -98,7 +97,8 @@ export function siteBatches(sites: ActivationSite[], blockSize: number, batchSiz
     const T = Math.max(...chunk.map((c) => c.tokens.length));
     const ids = new Int32Array(chunk.length * T);
     chunk.forEach((c, b) => ids.set(c.tokens, b * T));
-    const at = chunk.flatMap((c, b) => c.sites.map((i) => ({ i, p: b * T + sites[i].tokens.subarray(Math.max(0, sites[i].tokens.length - blockSize)).length - 1 })));
+    // A site is read at its last token: its row's length if deeper than the context.
+    const at = chunk.flatMap((c, b) => c.sites.map((i) => ({ i, p: b * T + Math.min(sites[i].tokens.length, blockSize) - 1 })));
     batches.push({ ids, B: chunk.length, T, positions: Int32Array.from(at, (a) => a.p), sites: at.map((a) => a.i) });
   }
   return batches;

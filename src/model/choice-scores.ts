@@ -26,12 +26,17 @@ export function scoreChoices(model: GPT, items: ChoiceItem[], batchSize = 32): S
   const blockSize = model.config.block_size;
   const out: Score[][] = new Array(items.length);
   const fits: number[] = [];
+  const clipped: number[] = [];
   items.forEach((it, i) => {
     const longest = Math.max(...it.continuations.map((c) => c.length));
     if (it.continuations.some((c) => c.length === 0)) throw new Error('cannot score an empty continuation');
-    if (it.context.length > 0 && it.context.length + longest - 1 <= blockSize) fits.push(i);
-    else out[i] = scoreContinuations(model, it.continuations.map((continuation) => ({ context: it.context, continuation })));
+    (it.context.length > 0 && it.context.length + longest - 1 <= blockSize ? fits : clipped).push(i);
   });
+  if (clipped.length) {
+    const scores = scoreContinuations(model, clipped.flatMap((i) => items[i].continuations.map((continuation) => ({ context: items[i].context, continuation }))), batchSize);
+    let next = 0;
+    for (const i of clipped) out[i] = items[i].continuations.map(() => scores[next++]);
+  }
   fits.sort((a, b) => items[a].context.length - items[b].context.length || a - b);
   for (let s = 0; s < fits.length; s += batchSize) {
     const batch = fits.slice(s, s + batchSize).map((i) => items[i]);

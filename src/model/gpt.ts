@@ -234,13 +234,7 @@ export class GPT {
 
   /** logitsAt() in its own tidy scope, with the captured activations (as inspect() gives them). */
   inspectAt(ids: tf.Tensor2D, positions: Int32Array, hooks: Hooks): { logits: tf.Tensor2D; cache: Map<string, tf.Tensor> } {
-    let cache = new Map<string, tf.Tensor>();
-    const logits = tf.tidy(() => {
-      const r = this.hidden(ids, { hooks });
-      cache = r.cache;
-      return this.headAt(r.hidden, positions);
-    });
-    return { logits, cache };
+    return this.captured(ids, hooks, (hidden) => this.headAt(hidden, positions));
   }
 
   /**
@@ -340,11 +334,16 @@ export class GPT {
 
   /** forward() in its own tidy scope: the caller owns the returned logits and captured activations. */
   inspect(ids: tf.Tensor2D, hooks: Hooks): ForwardResult {
+    return this.captured(ids, hooks, (hidden) => this.unembed(hidden) as tf.Tensor3D);
+  }
+
+  /** The head `head` applied to the forward pass in its own tidy scope; the captured activations are kept for the caller. */
+  private captured<L extends tf.Tensor>(ids: tf.Tensor2D, hooks: Hooks, head: (hidden: tf.Tensor) => L): { logits: L; cache: Map<string, tf.Tensor> } {
     let cache = new Map<string, tf.Tensor>();
     const logits = tf.tidy(() => {
-      const r = this.forward(ids, { hooks });
+      const r = this.hidden(ids, { hooks });
       cache = r.cache;
-      return r.logits;
+      return head(r.hidden);
     });
     return { logits, cache };
   }

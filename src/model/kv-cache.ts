@@ -29,8 +29,6 @@ export interface PromptCache {
   layers: LayerCache[];
   /** [B, 1, 1, P]: 0 at each prompt's tokens, MASKED at its padding. */
   mask: tf.Tensor4D;
-  /** Each prompt's length (its first new position). */
-  lengths: number[];
 }
 
 /** Run right-padded prompts through the model once: logits [B, V] at each prompt's last token, and the cache. */
@@ -55,7 +53,7 @@ export function prefill(model: GPT, prompts: number[][]): { logits: Float32Array
   });
   const padding = Float32Array.from({ length: B * P }, (_, i) => (i % P < prompts[Math.floor(i / P)].length ? 0 : MASKED));
   tf.dispose([ids, logits, ...cache.values()]);
-  return { logits: values, cache: { layers, mask: tf.tensor4d(padding, [B, 1, 1, P]), lengths: prompts.map((p) => p.length) } };
+  return { logits: values, cache: { layers, mask: tf.tensor4d(padding, [B, 1, 1, P]) } };
 }
 
 /**
@@ -108,7 +106,6 @@ export function selectRows(cache: PromptCache, rows: number[]): PromptCache {
   const next: PromptCache = {
     layers: cache.layers.map((c) => ({ k: pick(c.k), v: pick(c.v), newK: pick(c.newK), newV: pick(c.newV) })),
     mask: pick(cache.mask),
-    lengths: rows.map((r) => cache.lengths[r]),
   };
   index.dispose();
   disposeCache(cache);
