@@ -5,7 +5,7 @@ import { GPT, hookNames, initialWeights } from '../src/model/gpt.js';
 import type { ModelConfig } from '../src/model/model-config.js';
 import { sample, scoreContinuations } from '../src/model/generate.js';
 import { sampleCached } from '../src/model/cached-sample.js';
-import { scoreChoices } from '../src/model/choice-scores.js';
+import { choiceLayout, scoreChoices } from '../src/model/choice-scores.js';
 import { activationsAt, siteBatches, type ActivationSite } from '../src/eval/persona-probe.js';
 import { tidyValues } from '../src/model/read.js';
 import { testBackends, use } from './helpers/backends.js';
@@ -176,18 +176,30 @@ for (const backend of testBackends()) {
     model.dispose();
   });
 
-  test(`[${backend}] choice scores read each context once and match scoring each continuation alone`, async () => {
+  test(`[${backend}] choice scores read each context and shared answer start once and match scoring each continuation alone`, async () => {
     await use(backend);
     const model = GPT.init(CFG, 13);
     const rng = new Rng('choices');
     const seq = (n: number) => Array.from({ length: n }, () => 1 + rng.int(CFG.vocab_size - 1));
+    const opening = seq(9);
+    const [a, x, y] = seq(3);
     const items = [
       { context: seq(4), continuations: [seq(3), seq(3)] },
-      { context: seq(1), continuations: [seq(1), seq(4), seq(2)] }, // one-token, uneven and three continuations
+      { context: seq(1), continuations: [seq(1), seq(4), seq(2)] }, // one-token context, uneven and three continuations
       { context: seq(9), continuations: [seq(4), seq(1)] }, // 9 + 4 - 1 = 12: just fits
       { context: seq(11), continuations: [seq(3), seq(2)] }, // does not fit: clipped as scoreContinuations clips
       { context: seq(6), continuations: [seq(1), seq(1)] },
+      // Continuations that share their first tokens read those once (one continuation the start
+      // of another, one equal to it); contexts that share an opening (read by separate rows).
+      { context: [...opening, ...seq(1)], continuations: [[a, x], [a, y, x]] },
+      { context: [...opening, ...seq(2)], continuations: [[a], [a, x], [a]] },
+      { context: opening, continuations: [seq(2), seq(3)] },
+      { context: [...opening, ...seq(2)], continuations: [[a, x], [a, y]] },
     ];
+    assert.deepEqual(choiceLayout(items[5]).stem, [items[5].context.at(-1), a], 'the first answer token both continuations share is read once');
+    assert.deepEqual(choiceLayout(items[5]).branches, [[x], [y, x]]);
+    assert.deepEqual(choiceLayout(items[6]).branches, [[a], [a, x], [a]], 'each branch keeps a token');
+    scoreChoices(model, items, 2); // the first call keeps a causal mask per new length (ops.ts causalMask)
     const before = tf.memory().numTensors;
     const got = scoreChoices(model, items, 2);
     assert.equal(tf.memory().numTensors, before, 'no tensors leak');

@@ -1,10 +1,13 @@
 /**
- * Log-likelihoods of several continuations of one context (a forced choice's good and bad answer)
- * with the context read once: the contexts run through the model as a batch (kv-cache.ts
- * prefill), then every continuation of a context runs side by side in one row, each seeing the
- * context and its own earlier tokens only (a block-diagonal causal mask) at its own positions.
- * The same numbers as scoreContinuations on each (context, continuation) pair, to rounding, for
- * about half the tokens when the context is longer than its continuations.
+ * Log-likelihoods of several continuations of one context (a forced choice's good and bad answer),
+ * each token read once. The contexts but their last tokens run through the model as a batch
+ * (kv-cache.ts prefill, padded to the longest: the same probe set is read at every evaluation, so
+ * its shapes recur), then one pass (extend) reads each item's stem (its last context token and
+ * the first tokens all its continuations share, " I will" of " I will help" and " I will hide")
+ * and each continuation's remaining tokens side by side in one row, every segment seeing only
+ * what it follows (a tree-shaped causal mask) at its own positions. The head runs only where a
+ * token is scored. The same numbers as scoreContinuations on each (context, continuation) pair,
+ * to rounding.
  */
 import * as tf from '@tensorflow/tfjs';
 import { PAD } from '../tokenizer/vocab.js';
@@ -17,78 +20,121 @@ export interface ChoiceItem {
   continuations: ArrayLike<number>[];
 }
 
+/** An item as it is read: the opening by prefill, then the stem and the branches in one row. */
+export interface ChoiceLayout {
+  /** The context but its last token. */
+  opening: number[];
+  /** The context's last token, then the first tokens every continuation shares. */
+  stem: number[];
+  /** Each continuation after those shared tokens (at least one token each). */
+  branches: number[][];
+}
+
+/** How an item is read (its context must have at least two tokens, its continuations at least one). */
+export function choiceLayout(item: ChoiceItem): ChoiceLayout {
+  const { context, continuations } = item;
+  const first = continuations[0];
+  let shared = Math.min(...continuations.map((c) => c.length - 1));
+  for (const c of continuations) for (let i = 0; i < shared; i++) if (c[i] !== first[i]) shared = i;
+  return {
+    opening: Array.from(context).slice(0, -1),
+    stem: [context[context.length - 1], ...Array.from(first).slice(0, shared)],
+    branches: continuations.map((c) => Array.from(c).slice(shared)),
+  };
+}
+
+/** Positions an item takes in its row: its stem, and each branch but its last token. */
+const rowWidth = (l: ChoiceLayout) => l.stem.length + l.branches.reduce((s, b) => s + b.length - 1, 0);
+
 /**
- * Scores [item][continuation]. Contexts are batched `batchSize` at a time in order of length
- * (less padding). An item whose context and longest continuation do not fit the model's context
- * together is scored by scoreContinuations, which keeps each sequence's last block_size + 1 tokens.
+ * Scores [item][continuation]. Items are read `batchSize` at a time in order of length (less
+ * padding). An item whose context and longest continuation do not fit the model's context
+ * together, or whose context is a single token (nothing to read before its stem), is scored by
+ * scoreContinuations, which keeps each sequence's last block_size + 1 tokens.
  */
 export function scoreChoices(model: GPT, items: ChoiceItem[], batchSize = 32): Score[][] {
   const blockSize = model.config.block_size;
   const out: Score[][] = new Array(items.length);
   const fits: number[] = [];
-  const clipped: number[] = [];
+  const alone: number[] = [];
   items.forEach((it, i) => {
     const longest = Math.max(...it.continuations.map((c) => c.length));
     if (it.continuations.some((c) => c.length === 0)) throw new Error('cannot score an empty continuation');
-    (it.context.length > 0 && it.context.length + longest - 1 <= blockSize ? fits : clipped).push(i);
+    (it.context.length > 1 && it.context.length + longest - 1 <= blockSize ? fits : alone).push(i);
   });
-  if (clipped.length) {
-    const scores = scoreContinuations(model, clipped.flatMap((i) => items[i].continuations.map((continuation) => ({ context: items[i].context, continuation }))), batchSize);
+  if (alone.length) {
+    const scores = scoreContinuations(model, alone.flatMap((i) => items[i].continuations.map((continuation) => ({ context: items[i].context, continuation }))), batchSize);
     let next = 0;
-    for (const i of clipped) out[i] = items[i].continuations.map(() => scores[next++]);
+    for (const i of alone) out[i] = items[i].continuations.map(() => scores[next++]);
   }
-  fits.sort((a, b) => items[a].context.length - items[b].context.length || a - b);
+  const layouts = new Map(fits.map((i) => [i, choiceLayout(items[i])]));
+  fits.sort((a, b) => items[a].context.length - items[b].context.length || rowWidth(layouts.get(a)!) - rowWidth(layouts.get(b)!) || a - b);
   for (let s = 0; s < fits.length; s += batchSize) {
-    const batch = fits.slice(s, s + batchSize).map((i) => items[i]);
-    const scores = scoreBatch(model, batch);
-    fits.slice(s, s + batchSize).forEach((i, b) => (out[i] = scores[b]));
+    const batch = fits.slice(s, s + batchSize);
+    scoreBatch(model, batch.map((i) => layouts.get(i)!)).forEach((scores, b) => (out[batch[b]] = scores));
   }
   return out;
 }
 
-/** One batch of items that fit: the contexts once, then all continuations (but their last tokens) side by side. */
-function scoreBatch(model: GPT, items: ChoiceItem[]): Score[][] {
+/** One batch: the openings once (prefill), then each item's stem and branches in a row of its own. */
+function scoreBatch(model: GPT, items: ChoiceLayout[]): Score[][] {
   const V = model.config.vocab_size;
   const B = items.length;
-  const { logits: first, cache } = prefill(model, items.map((it) => Array.from(it.context)));
+  const n = Math.max(...items.map(rowWidth));
+  const tokens = new Int32Array(B * n).fill(PAD);
+  const positions = new Int32Array(B * n);
+  const mask = new Float32Array(B * n * n).fill(MASKED);
+  // Every placed position predicts a scored token (the stem's last, each branch's first); padding none.
+  const at: number[] = [];
+  const branchStarts = items.map((it, b) => {
+    const P = it.opening.length;
+    const S = it.stem.length;
+    const row = (i: number) => (b * n + i) * n;
+    const place = (i: number, token: number, position: number) => {
+      tokens[b * n + i] = token;
+      positions[b * n + i] = position;
+      at.push(b * n + i);
+    };
+    it.stem.forEach((t, j) => {
+      place(j, t, P + j);
+      mask.fill(0, row(j), row(j) + j + 1);
+    });
+    let o = S;
+    return it.branches.map((branch) => {
+      const start = o;
+      for (let j = 0; j < branch.length - 1; j++, o++) {
+        place(o, branch[j], P + S + j);
+        mask.fill(0, row(o), row(o) + S); // the stem
+        mask.fill(0, row(o) + start, row(o) + o + 1); // the branch so far
+      }
+      return start;
+    });
+  });
+  const { cache } = prefill(model, items.map((it) => it.opening), { bucket: 1 });
   try {
-    // Segment width: the longest continuation's inputs (all its tokens but the last).
-    const K = Math.max(...items.map((it) => it.continuations.length));
-    const m = Math.max(...items.flatMap((it) => it.continuations.map((c) => c.length - 1)));
-    const n = K * m;
-    let rest: Float32Array | null = null;
-    if (m > 0) {
-      const tokens = new Int32Array(B * n).fill(PAD);
-      const positions = new Int32Array(B * n);
-      const mask = new Float32Array(B * n * n).fill(MASKED);
-      items.forEach((it, b) => {
-        const L = it.context.length;
-        for (let k = 0; k < K; k++) {
-          const inputs = k < it.continuations.length ? it.continuations[k].length - 1 : 0;
-          for (let j = 0; j < m; j++) {
-            const at = b * n + k * m + j;
-            if (j < inputs) tokens[at] = it.continuations[k][j];
-            positions[at] = Math.min(L + j, model.config.block_size - 1);
-            // Position j of segment k sees that segment's real positions up to itself.
-            for (let j2 = 0; j2 <= Math.min(j, inputs - 1); j2++) mask[(b * n + k * m + j) * n + k * m + j2] = 0;
-          }
-        }
+    const selfMask = tf.tensor4d(mask, [B, 1, n, n]);
+    const logits = extend(model, cache, tokens, positions, n, { keep: false, selfMask, at: Int32Array.from(at) });
+    selfMask.dispose();
+    const rowOf = new Map(at.map((flat, r) => [flat, r]));
+    const norms = new Map<number, number>();
+    // log P(token | the row up to flat position `flat`)
+    const logp = (flat: number, token: number) => {
+      const r = rowOf.get(flat)!;
+      let z = norms.get(r);
+      if (z === undefined) norms.set(r, (z = logSumExp(logits, r * V, V)));
+      return logits[r * V + token] - z;
+    };
+    return items.map((it, b) => {
+      const S = it.stem.length;
+      let shared = 0;
+      for (let j = 1; j < S; j++) shared += logp(b * n + j - 1, it.stem[j]);
+      return it.branches.map((branch, k) => {
+        let sum = shared + logp(b * n + S - 1, branch[0]);
+        for (let j = 1; j < branch.length; j++) sum += logp(b * n + branchStarts[b][k] + j - 1, branch[j]);
+        const count = S - 1 + branch.length;
+        return { sum, count, mean: sum / count };
       });
-      const selfMask = tf.tensor4d(mask, [B, 1, n, n]);
-      rest = extend(model, cache, tokens, positions, n, { keep: false, selfMask });
-      selfMask.dispose();
-    }
-    return items.map((it, b) =>
-      it.continuations.map((c, k) => {
-        // Token 0 is predicted at the context's last position; token j > 0 at segment position j - 1.
-        let sum = first[b * V + c[0]] - logSumExp(first, b * V, V);
-        for (let j = 1; j < c.length; j++) {
-          const row = (b * n + k * m + j - 1) * V;
-          sum += rest![row + c[j]] - logSumExp(rest!, row, V);
-        }
-        return { sum, count: c.length, mean: sum / c.length };
-      }),
-    );
+    });
   } finally {
     disposeCache(cache);
   }

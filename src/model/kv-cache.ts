@@ -31,15 +31,20 @@ export interface PromptCache {
   mask: tf.Tensor4D;
 }
 
-/** Run right-padded prompts through the model once: logits [B, V] at each prompt's last token, and the cache. */
-export function prefill(model: GPT, prompts: number[][]): { logits: Float32Array; cache: PromptCache } {
+/**
+ * Run right-padded prompts through the model once: logits [B, V] at each prompt's last token, and
+ * the cache. Prompts are padded to a multiple of `bucket` tokens [LENGTH_BUCKET]: the sampler's
+ * prompts differ from call to call, while choice scoring reads the same probe set at every
+ * evaluation and pads to the longest (bucket 1).
+ */
+export function prefill(model: GPT, prompts: number[][], o: { bucket?: number } = {}): { logits: Float32Array; cache: PromptCache } {
   const cfg = model.config;
   const B = prompts.length;
   const longest = Math.max(...prompts.map((p) => p.length));
   if (prompts.some((p) => p.length === 0)) throw new Error('a prompt needs at least one token');
   if (longest > cfg.block_size) throw new Error(`prompt of ${longest} tokens exceeds the context of ${cfg.block_size}`);
   // Padded to a bucket: the native backend builds a product's primitive once per shape.
-  const P = bucketLength(longest, cfg.block_size);
+  const P = bucketLength(longest, cfg.block_size, o.bucket);
   const flat = new Int32Array(B * P);
   prompts.forEach((p, b) => flat.set(p, b * P));
   const ids = tf.tensor2d(flat, [B, P], 'int32');
@@ -85,17 +90,19 @@ function cachedAttention(cache: PromptCache, l: number, nHead: number, keep: boo
 
 /**
  * New positions after the prompts: tokens and positions [B, n] (row-major). Returns the logits
- * [B * n, V] at every new position. `keep` (the sampler) adds them to the cache, seen by every
- * later position; otherwise `selfMask` says which of this pass's positions each one sees.
+ * [B * n, V] at every new position, or [at.length, V] at the flat positions `at` only. `keep` (the
+ * sampler) adds them to the cache, seen by every later position; otherwise `selfMask` says which
+ * of this pass's positions each one sees.
  */
-export function extend(model: GPT, cache: PromptCache, tokens: Int32Array, positions: Int32Array, n: number, o: { keep: boolean; selfMask?: tf.Tensor4D }): Float32Array {
+export function extend(model: GPT, cache: PromptCache, tokens: Int32Array, positions: Int32Array, n: number, o: { keep: boolean; selfMask?: tf.Tensor4D; at?: Int32Array }): Float32Array {
   const cfg = model.config;
   const B = tokens.length / n;
   return tidyValues(() => {
     const ids = tf.tensor1d(tokens, 'int32');
     let x: tf.Tensor = tf.add(tf.gather(model.p('wte'), ids), tf.gather(model.p('wpe'), tf.tensor1d(positions, 'int32'))).reshape([B, n, cfg.n_embd]);
     for (let l = 0; l < cfg.n_layer; l++) x = block(x, model.blockWeights(l), cachedAttention(cache, l, cfg.n_head, o.keep, o.selfMask ?? null));
-    return model.unembed(model.finalNorm(x).reshape([B * n, cfg.n_embd]));
+    const h = model.finalNorm(x).reshape([B * n, cfg.n_embd]);
+    return model.unembed(o.at ? tf.gather(h, tf.tensor1d(o.at, 'int32')) : h);
   });
 }
 

@@ -14,7 +14,8 @@ export const TRAIN_LENGTH_BUCKET = 8;
 /**
  * Padded length for a batch: rounded up to a multiple of `bucket` (capped at the context), so
  * kernels see few distinct shapes (the native backend builds a product's primitive once per
- * shape: scoring contexts at their exact lengths took 1.3x as long).
+ * shape). Choice scoring pads its contexts to the longest (bucket 1): it reads the same probe set
+ * at every evaluation, so its shapes recur.
  */
 export function bucketLength(n: number, max: number, bucket = LENGTH_BUCKET): number {
   return Math.min(max, Math.ceil(n / bucket) * bucket);
