@@ -67,11 +67,11 @@ export function scoreChoices(model: GPT, items: ChoiceItem[], batchSize = 32): S
     let next = 0;
     for (const i of alone) out[i] = items[i].continuations.map(() => scores[next++]);
   }
-  const layouts = new Map(fits.map((i) => [i, choiceLayout(items[i])]));
-  fits.sort((a, b) => items[a].context.length - items[b].context.length || rowWidth(layouts.get(a)!) - rowWidth(layouts.get(b)!) || a - b);
-  for (let s = 0; s < fits.length; s += batchSize) {
-    const batch = fits.slice(s, s + batchSize);
-    scoreBatch(model, batch.map((i) => layouts.get(i)!)).forEach((scores, b) => (out[batch[b]] = scores));
+  const queue = fits.map((i) => ({ i, layout: choiceLayout(items[i]), length: items[i].context.length }));
+  queue.sort((a, b) => a.length - b.length || rowWidth(a.layout) - rowWidth(b.layout) || a.i - b.i);
+  for (let s = 0; s < queue.length; s += batchSize) {
+    const batch = queue.slice(s, s + batchSize);
+    scoreBatch(model, batch.map((q) => q.layout)).forEach((scores, b) => (out[batch[b].i] = scores));
   }
   return out;
 }
@@ -84,8 +84,10 @@ function scoreBatch(model: GPT, items: ChoiceLayout[]): Score[][] {
   const tokens = new Int32Array(B * n).fill(PAD);
   const positions = new Int32Array(B * n);
   const mask = new Float32Array(B * n * n).fill(MASKED);
-  // Every placed position predicts a scored token (the stem's last, each branch's first); padding none.
+  // Every placed position predicts a scored token (the stem's last, each branch's first), padding
+  // none: the head runs at the placed positions only, logitRow[flat] being each one's row.
   const at: number[] = [];
+  const logitRow = new Int32Array(B * n);
   const branchStarts = items.map((it, b) => {
     const P = it.opening.length;
     const S = it.stem.length;
@@ -93,7 +95,7 @@ function scoreBatch(model: GPT, items: ChoiceLayout[]): Score[][] {
     const place = (i: number, token: number, position: number) => {
       tokens[b * n + i] = token;
       positions[b * n + i] = position;
-      at.push(b * n + i);
+      logitRow[b * n + i] = at.push(b * n + i) - 1;
     };
     it.stem.forEach((t, j) => {
       place(j, t, P + j);
@@ -115,14 +117,13 @@ function scoreBatch(model: GPT, items: ChoiceLayout[]): Score[][] {
     const selfMask = tf.tensor4d(mask, [B, 1, n, n]);
     const logits = extend(model, cache, tokens, positions, n, { keep: false, selfMask, at: Int32Array.from(at) });
     selfMask.dispose();
-    const rowOf = new Map(at.map((flat, r) => [flat, r]));
-    const norms = new Map<number, number>();
-    // log P(token | the row up to flat position `flat`)
+    // log P(token | the row up to flat position `flat`); each position is read once or twice (a
+    // stem's last by every branch), so its normaliser is kept.
+    const norms = new Float64Array(at.length).fill(NaN);
     const logp = (flat: number, token: number) => {
-      const r = rowOf.get(flat)!;
-      let z = norms.get(r);
-      if (z === undefined) norms.set(r, (z = logSumExp(logits, r * V, V)));
-      return logits[r * V + token] - z;
+      const r = logitRow[flat];
+      if (Number.isNaN(norms[r])) norms[r] = logSumExp(logits, r * V, V);
+      return logits[r * V + token] - norms[r];
     };
     return items.map((it, b) => {
       const S = it.stem.length;

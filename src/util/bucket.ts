@@ -1,6 +1,6 @@
 /** Padded sequence lengths, shared by the batchers (src/data/) and the model's scoring (src/model/). */
 
-/** Lengths of batches that are read (scoring, sampling prompts, validation) are rounded up to a multiple of this many tokens. */
+/** Lengths of batches that are read (sampling prompts, validation, continuation scoring) are rounded up to a multiple of this many tokens. */
 export const LENGTH_BUCKET = 16;
 
 /**
